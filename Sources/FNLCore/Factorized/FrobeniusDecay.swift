@@ -1,0 +1,89 @@
+/// Frobenius decay (FD) on factorized matrices W = U M_1 ... M_d V^T, from Gram matrices only:
+/// W is never formed, so the cost is O((m + n) r^2 + d^2 r^3) instead of O(m n r).
+///
+/// With M = M_1 ... M_d (the identity when d = 0), G_U = U^T U and G_V = V^T V:
+///
+///     ||W||_F^2 = tr(M^T G_U M G_V) = <G_U, M G_V M^T>
+///     penalty   = (lambda / 2) ||W||_F^2
+///     dU        = lambda U (M G_V M^T)
+///     dV        = lambda V (M^T G_U M)
+///     dM_j      = lambda (M_1..M_{j-1})^T (G_U M G_V) (M_{j+1}..M_d)^T
+///
+/// Batched chains treat every batch item (e.g. an attention head) independently; the
+/// penalty is the sum over the batch.
+public enum FrobeniusDecay {
+    /// ||W_b||_F^2 for every batch item, in float64.
+    public static func squaredNorms(_ c: FactorChain) throws -> [Double] {
+        let r0 = c.rankIn, rd = c.rankOut, big = c.maxPairCount
+        return try withScratch([r0 * r0, rd * rd, r0 * rd, r0 * rd, r0 * r0, big], "the Frobenius norm") { s in
+            let (gu, gv, mm, t, cc, tmp) = (s[0], s[1], s[2], s[3], s[4], s[5])
+            var out = [Double](repeating: 0, count: c.batch)
+            for b in 0..<c.batch {
+                Blas.gram(c.u(b), c.m, r0, gu)
+                Blas.gram(c.v(b), c.n, rd, gv)
+                if c.depth == 0 {
+                    out[b] = Blas.dot(gu, gv, r0 * r0)
+                } else {
+                    c.middleProduct(b, from: 0, to: c.depth, mm, tmp)
+                    Blas.gemm(false, false, r0, rd, rd, 1, mm, rd, gv, rd, 0, t, rd)    // M G_V
+                    Blas.gemm(false, true, r0, r0, rd, 1, t, rd, mm, rd, 0, cc, r0)     // M G_V M^T
+                    out[b] = Blas.dot(gu, cc, r0 * r0)
+                }
+            }
+            return out
+        }
+    }
+
+    /// (lambda / 2) * sum_b ||W_b||_F^2.
+    public static func penalty(_ c: FactorChain, lambda: Float) throws -> Double {
+        try checkLambda(lambda)
+        return 0.5 * Double(lambda) * (try squaredNorms(c)).reduce(0, +)
+    }
+
+    /// Writes (or, with `accumulate`, adds) the FD gradients into dU, dV and dM_j, laid
+    /// out like U, V and M_j. The outputs must not overlap the inputs.
+    public static func gradient(_ c: FactorChain, lambda: Float, accumulate: Bool,
+                                dU: UnsafeMutablePointer<Float>, dV: UnsafeMutablePointer<Float>,
+                                dMiddle: [UnsafeMutablePointer<Float>]) throws {
+        try checkLambda(lambda)
+        try require(dMiddle.count == c.depth, "expected \(c.depth) middle gradient buffers, got \(dMiddle.count)")
+        let r0 = c.rankIn, rd = c.rankOut, big = c.maxPairCount
+        let beta: Float = accumulate ? 1 : 0
+        try withScratch([r0 * r0, rd * rd, r0 * rd, r0 * rd, r0 * r0, rd * rd, r0 * rd, big, big, big, big],
+                        "the Frobenius decay gradient") { s in
+            let (gu, gv, mm, t1, cc, dd, bb) = (s[0], s[1], s[2], s[3], s[4], s[5], s[6])
+            let (prefix, suffix, x, tmp) = (s[7], s[8], s[9], s[10])
+            for b in 0..<c.batch {
+                Blas.gram(c.u(b), c.m, r0, gu)
+                Blas.gram(c.v(b), c.n, rd, gv)
+                let dUb = dU + b * c.uCount, dVb = dV + b * c.vCount
+                if c.depth == 0 {
+                    Blas.gemm(false, false, c.m, r0, r0, lambda, c.u(b), r0, gv, r0, beta, dUb, r0)
+                    Blas.gemm(false, false, c.n, rd, rd, lambda, c.v(b), rd, gu, rd, beta, dVb, rd)
+                    continue
+                }
+                c.middleProduct(b, from: 0, to: c.depth, mm, tmp)
+                Blas.gemm(false, false, r0, rd, rd, 1, mm, rd, gv, rd, 0, t1, rd)       // M G_V
+                Blas.gemm(false, true, r0, r0, rd, 1, t1, rd, mm, rd, 0, cc, r0)        // C = M G_V M^T
+                Blas.gemm(false, false, r0, rd, r0, 1, gu, r0, t1, rd, 0, bb, rd)       // B = G_U M G_V
+                Blas.gemm(false, false, r0, rd, r0, 1, gu, r0, mm, rd, 0, t1, rd)       // G_U M
+                Blas.gemm(true, false, rd, rd, r0, 1, mm, rd, t1, rd, 0, dd, rd)        // D = M^T G_U M
+                Blas.gemm(false, false, c.m, r0, r0, lambda, c.u(b), r0, cc, r0, beta, dUb, r0)
+                Blas.gemm(false, false, c.n, rd, rd, lambda, c.v(b), rd, dd, rd, beta, dVb, rd)
+                for j in 0..<c.depth {
+                    // dM_j = lambda P^T B S^T, P = M_0..M_{j-1} (r0 x r_j), S = M_{j+1}..M_{d-1} (r_{j+1} x rd)
+                    let rj = c.ranks[j], rk = c.ranks[j + 1]
+                    c.middleProduct(b, from: 0, to: j, prefix, tmp)
+                    c.middleProduct(b, from: j + 1, to: c.depth, suffix, tmp)
+                    Blas.gemm(true, false, rj, rd, r0, 1, prefix, rj, bb, rd, 0, x, rd)
+                    Blas.gemm(false, true, rj, rk, rd, lambda, x, rd, suffix, rd, beta,
+                              dMiddle[j] + b * c.middleCount(j), rk)
+                }
+            }
+        }
+    }
+
+    static func checkLambda(_ lambda: Float) throws {
+        try require(lambda.isFinite && lambda >= 0, "lam must be a finite number >= 0, got \(lambda)")
+    }
+}

@@ -1,0 +1,86 @@
+"""Loads the Swift engine (through fnl._native) after choosing OpenBLAS's kernel family.
+
+Debian's OpenBLAS 0.3.21 can misdetect recent CPUs and silently fall back to generic kernels
+(about 5x slower sgemm). Unless the user set OPENBLAS_CORETYPE, fnl sets it from the CPU's
+instruction-set flags before the engine library (and with it OpenBLAS) is loaded. When
+OpenBLAS was already loaded by another module (e.g. Debian's NumPy), its choice stands;
+`blas_info()` reports what is in use.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+
+GENERIC_CORES = {"prescott", "core2", "penryn", "dunnington", "nehalem", "atom", "barcelona", "generic", "unknown"}
+
+
+def cpu_flags() -> set[str]:
+    """The instruction-set flags of the first CPU in /proc/cpuinfo (empty where unavailable)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def choose_coretype(flags: set[str]) -> str | None:
+    """The OpenBLAS kernel family for a CPU with these flags, or None to let OpenBLAS decide."""
+    if {"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512cd"} <= flags:
+        return "SkylakeX"
+    if {"avx2", "fma"} <= flags:
+        return "Haswell"
+    if "avx" in flags:
+        return "SandyBridge"
+    return None
+
+
+def select_openblas_kernels() -> str | None:
+    """Sets OPENBLAS_CORETYPE unless the user chose one; returns the value in force."""
+    chosen = os.environ.get("OPENBLAS_CORETYPE")
+    if chosen:
+        return chosen
+    core = choose_coretype(cpu_flags())
+    if core:
+        os.environ["OPENBLAS_CORETYPE"] = core
+    return core
+
+
+requested_coretype = select_openblas_kernels()
+
+from . import _native  # noqa: E402  (must follow the kernel selection)
+
+
+def blas_info() -> dict:
+    """OpenBLAS as loaded in this process: its build configuration, the kernel family in use
+    ("corename") and the one fnl requested (None when left to OpenBLAS)."""
+    info = dict(_native.blas_info())
+    info["requested"] = requested_coretype
+    return info
+
+
+def check_kernels() -> None:
+    core = _native.blas_info()["corename"].lower()
+    if core in GENERIC_CORES and requested_coretype and requested_coretype.lower() not in GENERIC_CORES:
+        warnings.warn(
+            f"fnl: OpenBLAS runs generic '{core}' kernels although this CPU supports "
+            f"'{requested_coretype}' (OpenBLAS was loaded before fnl could choose); "
+            f"set OPENBLAS_CORETYPE={requested_coretype} in the environment or import fnl first",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
+check_kernels()
+
+
+def set_num_threads(n: int) -> None:
+    """Sets the number of threads the engine and its OpenBLAS may use (1..1024)."""
+    _native.set_num_threads(n)
+
+
+def get_num_threads() -> int:
+    """The number of threads the engine and its OpenBLAS may use."""
+    return _native.get_num_threads()
