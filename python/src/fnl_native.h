@@ -69,5 +69,6 @@ extern PyMethodDef fnl_config_methods[];
 extern PyMethodDef fnl_factorized_methods[];
 extern PyMethodDef fnl_conv_methods[];
 extern PyMethodDef fnl_optim_methods[];
+extern PyMethodDef fnl_nn_methods[];
 
 #endif /* FNL_NATIVE_H */

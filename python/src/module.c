@@ -4,7 +4,7 @@
 #include "fnl_native.h"
 
 static PyMethodDef *const method_tables[] = {
-    fnl_config_methods, fnl_factorized_methods, fnl_conv_methods, fnl_optim_methods, NULL,
+    fnl_config_methods, fnl_factorized_methods, fnl_conv_methods, fnl_optim_methods, fnl_nn_methods, NULL,
 };
 
 static struct PyModuleDef native_module = {

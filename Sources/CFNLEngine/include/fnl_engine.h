@@ -42,6 +42,7 @@ int32_t fnl_blas_info(char *config, size_t config_cap, char *core, size_t core_c
 #include "fnl_factorized.h"
 #include "fnl_conv.h"
 #include "fnl_optim.h"
+#include "fnl_nn.h"
 
 #ifdef __cplusplus
 }
