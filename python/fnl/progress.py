@@ -66,7 +66,7 @@ class EpochProgress:
             use_tqdm = has_tqdm()
         if use_tqdm and not self.disable:
             from tqdm import tqdm
-            self._bar = tqdm(total=total, desc=desc, unit="img", unit_scale=True, file=self.file,
+            self._bar = tqdm(total=total, desc=desc, unit="img", unit_scale=total >= 10000, file=self.file,
                              leave=leave, dynamic_ncols=True)
 
     # -- statistics ----------------------------------------------------------------------
