@@ -107,6 +107,12 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def save_checkpoint(path: PathLike, arrays: Mapping[str, np.ndarray], config: Mapping[str, Any]) -> Path:
     """Write arrays and config to `path` atomically (see the module docstring); returns the path.
 
@@ -150,6 +156,10 @@ def save_checkpoint(path: PathLike, arrays: Mapping[str, np.ndarray], config: Ma
     fd, tmp_name = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=folder)
     tmp = Path(tmp_name)
     try:
+        try:  # mkstemp creates 0600 files; give the checkpoint the usual umask-based mode
+            os.fchmod(fd, 0o666 & ~_current_umask())
+        except (AttributeError, OSError):  # pragma: no cover - platforms without fchmod
+            pass
         with os.fdopen(fd, "wb") as fh:
             np.savez(fh, **entries)
             fh.flush()

@@ -49,6 +49,9 @@ def test_round_trip(tmp_path):
     arrays = _arrays()
     path = save_checkpoint(tmp_path / "ck.npz", arrays, CONFIG)
     assert path == tmp_path / "ck.npz" and _leftovers(tmp_path, "ck.npz") == []
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
     loaded, config = load_checkpoint(path)
     assert config == CONFIG
     assert set(loaded) == set(arrays)

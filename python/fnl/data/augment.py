@@ -17,7 +17,6 @@ follows the dataset's recommendation. The same generator state gives the same ou
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view

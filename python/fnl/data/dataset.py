@@ -199,10 +199,17 @@ def stratified_split(labels: np.ndarray, test_fraction: float = 0.2,
 def channel_stats(x: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """Per-channel mean and standard deviation of a (N, C, H, W) array, float32 (C,).
 
-    Computed in float64; a channel with zero variance gets std 1 (so it maps to zeros)."""
-    x64 = x.astype(np.float64, copy=False)
-    mean = x64.mean(axis=(0, 2, 3))
-    std = x64.std(axis=(0, 2, 3))
+    Accumulated in float64 one channel at a time (the loop is over channels, not samples, so
+    no float64 copy of the whole array is made); a channel with zero variance gets std 1 (so
+    it maps to zeros)."""
+    c = x.shape[1]
+    mean = np.empty(c, np.float64)
+    std = np.empty(c, np.float64)
+    for k in range(c):
+        xk = x[:, k]
+        mean[k] = np.mean(xk, dtype=np.float64)
+        d = xk - xk.dtype.type(mean[k])  # centred in the input precision (two-pass variance)
+        std[k] = np.sqrt(np.sum(np.square(d, out=d), dtype=np.float64) / max(d.size, 1))
     std = np.where(std > 1e-12, std, 1.0)
     return mean.astype(np.float32), std.astype(np.float32)
 
@@ -219,7 +226,10 @@ def finish_dataset(name: str, x_train: np.ndarray, y_train: np.ndarray, x_test: 
                    y_test: np.ndarray, *, num_classes: Optional[int] = None, normalize: bool = True,
                    crop_padding: int = 0, flip: bool = False,
                    class_names: Optional[Sequence[str]] = None) -> Dataset:
-    """Normalize with train statistics (optionally) and build the Dataset."""
+    """Normalize with train statistics (optionally) and build the Dataset.
+
+    Consumes its image arrays: float32 C-contiguous inputs are normalized in place (every
+    loader passes freshly made arrays), which keeps the peak memory of CIFAR near one copy."""
     x_train = np.ascontiguousarray(x_train, dtype=np.float32)
     x_test = np.ascontiguousarray(x_test, dtype=np.float32)
     c = x_train.shape[1]
@@ -227,8 +237,9 @@ def finish_dataset(name: str, x_train: np.ndarray, y_train: np.ndarray, x_test: 
         raise ValueError(_err(f"{name}: images contain NaN or infinity"))
     if normalize:
         mean, std = channel_stats(x_train)
-        x_train = normalize_images(x_train, mean, std)
-        x_test = normalize_images(x_test, mean, std)
+        for x in (x_train, x_test):
+            x -= mean.reshape(1, c, 1, 1)
+            x /= std.reshape(1, c, 1, 1)
     else:
         mean, std = np.zeros(c, np.float32), np.ones(c, np.float32)
     y_train = np.ascontiguousarray(y_train, dtype=np.int64)
