@@ -88,3 +88,13 @@ def test_plots_do_not_import_fnl_nn():
             assert not (node.level and node.module is None and any(a.name == "nn" for a in node.names))
         elif isinstance(node, ast.Import):
             assert not any(a.name.startswith("fnl") for a in node.names)
+
+
+def test_missing_matplotlib_is_named(tmp_path, monkeypatch):
+    import sys
+
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` fail
+    with pytest.raises(ImportError, match=r"\[fnl.plots\] plotting needs matplotlib"):
+        plot_effective_step_size({"a": [1.0]}, tmp_path / "x.png")

@@ -54,3 +54,13 @@ def test_labels_and_errors():
     assert EpochProgress(1, epoch=3, use_tqdm=False, disable=True).desc == "epoch 3"
     with pytest.raises(ValueError, match=r"\[fnl.progress\] total must be an int >= 0"):
         EpochProgress(-1)
+
+
+def test_falls_back_to_prints_without_tqdm(monkeypatch):
+    import fnl.progress as progress
+
+    monkeypatch.setattr(progress, "has_tqdm", lambda: False)
+    out = io.StringIO()
+    with progress.EpochProgress(3, epoch=1, file=out) as bar:
+        bar.update(3, loss=0.25, correct=3)
+    assert out.getvalue().startswith("epoch 1: loss 0.2500 acc 100.00% ")
