@@ -5,6 +5,8 @@ weights parameterized as U M_1 ... M_d V^T, computed in float32 by a Swift engin
 called through a C ABI. See the README for the conventions and benchmarks.
 """
 from ._engine import blas_info, get_num_threads, set_num_threads
+from . import models, nn, train
+from .factorization import collapse, factorize
 from .functional import (
     Truncation,
     compose,
@@ -37,6 +39,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Truncation",
     "blas_info",
+    "collapse",
     "compose",
     "compress",
     "conv_rank",
@@ -45,6 +48,7 @@ __all__ = [
     "dense_params",
     "effective_step_size",
     "factor_balance",
+    "factorize",
     "factorized_params",
     "frobenius_decay_grad",
     "frobenius_norm",
@@ -52,6 +56,8 @@ __all__ = [
     "get_num_threads",
     "linear_rank",
     "matrix_to_conv",
+    "models",
+    "nn",
     "nuclear_norm",
     "parameter_ratio",
     "rank_for",
@@ -59,5 +65,6 @@ __all__ = [
     "set_num_threads",
     "spectral_init",
     "spectral_init_conv",
+    "train",
     "weight_decay_penalty",
 ]

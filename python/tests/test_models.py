@@ -5,7 +5,7 @@ import pytest
 import fnl
 import fnl.models
 import fnl.nn as nn
-from fnl.factorize import factorize
+from fnl.factorization import factorize
 from _nn_reference import cross_entropy64, reference
 
 

@@ -5,7 +5,7 @@ import pytest
 import fnl
 import fnl.models
 import fnl.nn as nn
-from fnl.factorize import factorize
+from fnl.factorization import factorize
 
 
 def small_net(seed=0):

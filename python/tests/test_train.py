@@ -5,9 +5,9 @@ import pytest
 import fnl
 import fnl.models
 import fnl.nn as nn
-from fnl.factorize import factorize
+from fnl.factorization import factorize
 from fnl.train import evaluate, fit, iterate_batches, layer_stats
-from test_factorize import PlainSGD, _blobs
+from test_factorization import PlainSGD, _blobs
 
 
 def test_iterate_batches_covers_everything_once():

@@ -8,7 +8,7 @@ import pytest
 import fnl
 import fnl.models
 import fnl.nn as nn
-from fnl.factorize import collapse, factorize
+from fnl.factorization import collapse, factorize
 from fnl.train import evaluate, iterate_batches, layer_stats
 
 rng = np.random.default_rng(7)
