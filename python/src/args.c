@@ -177,6 +177,10 @@ int fnl_parse_float(PyObject *obj, const char *fn, const char *arg, double lo, d
         return -1;
     }
     double v = PyFloat_AsDouble(obj);
+    if (v == -1.0 && PyErr_Occurred() && PyErr_ExceptionMatches(PyExc_OverflowError)) {
+        PyErr_Clear();
+        v = INFINITY; /* an int too large for a double: reported as out of range below */
+    }
     if (v == -1.0 && PyErr_Occurred()) {
         PyErr_Clear();
         PyErr_Format(PyExc_TypeError, "[%s] %s must be a real number, got %.100s", fn, arg, Py_TYPE(obj)->tp_name);
