@@ -13,6 +13,7 @@ Conventions:
 """
 from __future__ import annotations
 
+import contextlib
 import numbers
 import secrets
 from typing import NamedTuple, Optional, Sequence, Tuple, Union
@@ -25,6 +26,20 @@ ArrayLike = Union[np.ndarray, Sequence]
 Middle = Optional[Sequence[ArrayLike]]
 
 _METHODS = {"exact": 0, "randomized": 1}
+
+
+@contextlib.contextmanager
+def _errors_as(fn: str):
+    """Re-labels engine errors raised for another public function ("[fnl.spectral_init] ...")
+    with the function the user called, so every message starts with "[fnl.<fn>]"."""
+    try:
+        yield
+    except (TypeError, ValueError, MemoryError, OverflowError, RuntimeError) as e:
+        msg = str(e)
+        if type(e) in (TypeError, ValueError, MemoryError, OverflowError, RuntimeError) \
+                and msg.startswith("[fnl.") and not msg.startswith(f"[fnl.{fn}]"):
+            raise type(e)(f"[fnl.{fn}]" + msg[msg.index("]") + 1:]) from None
+        raise
 
 
 def _method(fn: str, method: str) -> int:
@@ -147,7 +162,8 @@ def compress(
     approximation (balanced factors, as spectral_init) and relative_error =
     ||W - U V^T||_F / ||W||_F (0 for W = 0).
     """
-    return _truncate("compress", W, rank, method, seed, oversample, power_iters)
+    with _errors_as("compress"):
+        return _truncate("compress", W, rank, method, seed, oversample, power_iters)
 
 
 def conv_to_matrix(K: ArrayLike) -> np.ndarray:
@@ -170,7 +186,8 @@ def spectral_init_conv(
 ) -> Tuple[np.ndarray, np.ndarray]:
     """Spectral initialization of a conv kernel (c_out, c_in, kh, kw) through its matrix
     layout: U is (c_out*kh) x rank, V is (c_in*kw) x rank."""
-    return spectral_init(conv_to_matrix(K), rank, method, seed, **options)
+    with _errors_as("spectral_init_conv"):
+        return spectral_init(conv_to_matrix(K), rank, method, seed, **options)
 
 
 def compose(U: ArrayLike, V: ArrayLike, middle: Middle = None) -> np.ndarray:
@@ -231,7 +248,8 @@ def effective_step_size(lr: float, U: ArrayLike, V: ArrayLike, middle: Middle = 
     """lr / ||U M V^T||_F^2: the step size seen by the scale-invariant product (Zhang et al.
     2019); weight decay keeps it from shrinking as the norm grows."""
     lr = _real("effective_step_size", "lr", lr)
-    sq = _native.frobenius_sq_norms(U, V, _middle("effective_step_size", middle))
+    with _errors_as("effective_step_size"):
+        sq = _native.frobenius_sq_norms(U, V, _middle("effective_step_size", middle))
     with np.errstate(divide="ignore"):
         return _scalar_or_batch(np.where(sq > 0, lr / np.maximum(sq, np.finfo(np.float64).tiny), np.inf), U)
 
