@@ -127,7 +127,9 @@ public func fnl_conv_to_matrix(_ k: UnsafePointer<Float>?, _ cOut: Int64, _ cIn:
                                _ err: UnsafeMutablePointer<CChar>?, _ cap: Int) -> Int32 {
     abiCall(err, cap) {
         let s = try ConvLayout.Shape(cOut: Int(clamping: cOut), cIn: Int(clamping: cIn), kh: Int(clamping: kh), kw: Int(clamping: kw))
-        ConvLayout.toMatrix(try nonNull(k, "K"), s, try nonNull(w, "W"))
+        let k = try nonNull(k, "K")
+        try Finite.check(k, s.rows * s.cols, "K")
+        ConvLayout.toMatrix(k, s, try nonNull(w, "W"))
     }
 }
 
@@ -137,6 +139,8 @@ public func fnl_matrix_to_conv(_ w: UnsafePointer<Float>?, _ cOut: Int64, _ cIn:
                                _ err: UnsafeMutablePointer<CChar>?, _ cap: Int) -> Int32 {
     abiCall(err, cap) {
         let s = try ConvLayout.Shape(cOut: Int(clamping: cOut), cIn: Int(clamping: cIn), kh: Int(clamping: kh), kw: Int(clamping: kw))
-        ConvLayout.toKernel(try nonNull(w, "W"), s, try nonNull(k, "K"))
+        let w = try nonNull(w, "W")
+        try Finite.check(w, s.rows * s.cols, "W")
+        ConvLayout.toKernel(w, s, try nonNull(k, "K"))
     }
 }

@@ -13,6 +13,8 @@ Conventions:
 """
 from __future__ import annotations
 
+import contextlib
+import numbers
 import secrets
 from typing import NamedTuple, Optional, Sequence, Tuple, Union
 
@@ -26,7 +28,23 @@ Middle = Optional[Sequence[ArrayLike]]
 _METHODS = {"exact": 0, "randomized": 1}
 
 
+@contextlib.contextmanager
+def _errors_as(fn: str):
+    """Re-labels engine errors raised for another public function ("[fnl.spectral_init] ...")
+    with the function the user called, so every message starts with "[fnl.<fn>]"."""
+    try:
+        yield
+    except (TypeError, ValueError, MemoryError, OverflowError, RuntimeError) as e:
+        msg = str(e)
+        if type(e) in (TypeError, ValueError, MemoryError, OverflowError, RuntimeError) \
+                and msg.startswith("[fnl.") and not msg.startswith(f"[fnl.{fn}]"):
+            raise type(e)(f"[fnl.{fn}]" + msg[msg.index("]") + 1:]) from None
+        raise
+
+
 def _method(fn: str, method: str) -> int:
+    if not isinstance(method, str):
+        raise TypeError(f"[fnl.{fn}] method must be 'exact' or 'randomized', got {type(method).__name__}")
     if method not in _METHODS:
         raise ValueError(f"[fnl.{fn}] method must be 'exact' or 'randomized', got {method!r}")
     return _METHODS[method]
@@ -40,6 +58,46 @@ def _seed(fn: str, seed: Optional[int]) -> int:
     if not 0 <= int(seed) < 2**64:
         raise ValueError(f"[fnl.{fn}] seed must be in 0..2**64-1, got {seed}")
     return int(seed)
+
+
+def _real(fn: str, name: str, x) -> float:
+    """A finite real number >= 0 (int, float or NumPy scalar; not bool, str or arrays)."""
+    if isinstance(x, bool) or not isinstance(x, numbers.Real):
+        raise TypeError(f"[fnl.{fn}] {name} must be a real number, got {type(x).__name__}")
+    try:
+        v = float(x)
+    except OverflowError:
+        v = float("inf")
+    if not np.isfinite(v) or v < 0:
+        raise ValueError(f"[fnl.{fn}] {name} must be a finite number >= 0, got {x!r}")
+    return v
+
+
+def _count(fn: str, name: str, x) -> int:
+    if isinstance(x, bool) or not isinstance(x, numbers.Integral):
+        raise TypeError(f"[fnl.{fn}] {name} must be an int, got {type(x).__name__}")
+    if x < 1:
+        raise ValueError(f"[fnl.{fn}] {name} must be >= 1, got {x!r}")
+    return int(x)
+
+
+def _factor64(fn: str, name: str, x) -> np.ndarray:
+    """x as a float64 array for the light NumPy glue, with the engine's input rules: real
+    numbers only (TypeError), 2 or 3 dimensions, not empty, finite (ValueError)."""
+    try:
+        a = np.asarray(x)
+    except Exception:
+        raise TypeError(f"[fnl.{fn}] {name} must be an array of real numbers, got {type(x).__name__}") from None
+    if a.dtype.kind not in "iuf":
+        raise TypeError(f"[fnl.{fn}] {name} must hold real numbers, got dtype {a.dtype}")
+    if a.ndim not in (2, 3):
+        raise ValueError(f"[fnl.{fn}] {name} must have 2 to 3 dimensions, got shape {a.shape}")
+    if a.size == 0:
+        raise ValueError(f"[fnl.{fn}] {name} must not be empty, got shape {a.shape}")
+    a = a.astype(np.float64, copy=False)
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"[fnl.{fn}] {name} contains NaN or inf")
+    return a
 
 
 def _middle(fn: str, middle: Middle):
@@ -104,7 +162,8 @@ def compress(
     approximation (balanced factors, as spectral_init) and relative_error =
     ||W - U V^T||_F / ||W||_F (0 for W = 0).
     """
-    return _truncate("compress", W, rank, method, seed, oversample, power_iters)
+    with _errors_as("compress"):
+        return _truncate("compress", W, rank, method, seed, oversample, power_iters)
 
 
 def conv_to_matrix(K: ArrayLike) -> np.ndarray:
@@ -127,7 +186,8 @@ def spectral_init_conv(
 ) -> Tuple[np.ndarray, np.ndarray]:
     """Spectral initialization of a conv kernel (c_out, c_in, kh, kw) through its matrix
     layout: U is (c_out*kh) x rank, V is (c_in*kw) x rank."""
-    return spectral_init(conv_to_matrix(K), rank, method, seed, **options)
+    with _errors_as("spectral_init_conv"):
+        return spectral_init(conv_to_matrix(K), rank, method, seed, **options)
 
 
 def compose(U: ArrayLike, V: ArrayLike, middle: Middle = None) -> np.ndarray:
@@ -187,10 +247,9 @@ def factor_balance(U: ArrayLike, V: ArrayLike) -> Union[float, np.ndarray]:
 def effective_step_size(lr: float, U: ArrayLike, V: ArrayLike, middle: Middle = None) -> Union[float, np.ndarray]:
     """lr / ||U M V^T||_F^2: the step size seen by the scale-invariant product (Zhang et al.
     2019); weight decay keeps it from shrinking as the norm grows."""
-    lr = float(lr)
-    if not np.isfinite(lr) or lr < 0:
-        raise ValueError(f"[fnl.effective_step_size] lr must be a finite number >= 0, got {lr!r}")
-    sq = _native.frobenius_sq_norms(U, V, _middle("effective_step_size", middle))
+    lr = _real("effective_step_size", "lr", lr)
+    with _errors_as("effective_step_size"):
+        sq = _native.frobenius_sq_norms(U, V, _middle("effective_step_size", middle))
     with np.errstate(divide="ignore"):
         return _scalar_or_batch(np.where(sq > 0, lr / np.maximum(sq, np.finfo(np.float64).tiny), np.inf), U)
 
@@ -198,20 +257,16 @@ def effective_step_size(lr: float, U: ArrayLike, V: ArrayLike, middle: Middle = 
 def weight_decay_penalty(U: ArrayLike, V: ArrayLike, lam: float, middle: Middle = None) -> float:
     """Plain weight decay on each factor: (lam / 2) (||U||^2 + ||V||^2 + sum_j ||M_j||^2),
     an upper bound of lam ||U V^T||_* (tight at the balanced optimum): a nuclear-norm penalty."""
-    lam = float(lam)
-    if not np.isfinite(lam) or lam < 0:
-        raise ValueError(f"[fnl.weight_decay_penalty] lam must be a finite number >= 0, got {lam!r}")
-    factors = [U, V] + list(_middle("weight_decay_penalty", middle) or [])
-    return 0.5 * lam * sum(float(np.sum(np.square(np.asarray(f, dtype=np.float64)))) for f in factors)
+    lam = _real("weight_decay_penalty", "lam", lam)
+    mids = list(_middle("weight_decay_penalty", middle) or [])
+    factors = [_factor64("weight_decay_penalty", "U", U), _factor64("weight_decay_penalty", "V", V)]
+    factors += [_factor64("weight_decay_penalty", f"middle[{j}]", m) for j, m in enumerate(mids)]
+    return 0.5 * lam * sum(float(np.sum(np.square(f))) for f in factors)
 
 
 def crs_coefficient(lam: float, dense_params: int, factorized_params: int) -> float:
     """Compression-rate-scaled weight decay (Gray et al., 2019): lam * factorized / dense."""
-    lam = float(lam)
-    if not np.isfinite(lam) or lam < 0:
-        raise ValueError(f"[fnl.crs_coefficient] lam must be a finite number >= 0, got {lam!r}")
-    if dense_params < 1 or factorized_params < 1:
-        raise ValueError(
-            f"[fnl.crs_coefficient] parameter counts must be >= 1, got dense={dense_params}, factorized={factorized_params}"
-        )
-    return lam * factorized_params / dense_params
+    lam = _real("crs_coefficient", "lam", lam)
+    dense = _count("crs_coefficient", "dense_params", dense_params)
+    factorized = _count("crs_coefficient", "factorized_params", factorized_params)
+    return lam * factorized / dense

@@ -8,6 +8,7 @@ r = max(1, round(s * c_out * kh)) for convolutions (the rule of Khodak et al., 2
 """
 from __future__ import annotations
 
+import numbers
 from typing import Iterable, Sequence
 
 Shape = Sequence[int]
@@ -15,18 +16,43 @@ Shape = Sequence[int]
 
 def _check_positive(fn: str, **dims: int) -> None:
     for name, d in dims.items():
-        if isinstance(d, bool) or not isinstance(d, int) or d < 1:
+        if isinstance(d, bool) or not isinstance(d, numbers.Integral):
+            raise TypeError(f"[fnl.{fn}] {name} must be an int, got {type(d).__name__} {d!r}")
+        if d < 1:
             raise ValueError(f"[fnl.{fn}] {name} must be an int >= 1, got {d!r}")
 
 
+def _check_real(fn: str, name: str, x) -> float:
+    """A finite real number > 0 (int, float or NumPy scalar; not bool or str)."""
+    if isinstance(x, bool) or not isinstance(x, numbers.Real):
+        raise TypeError(f"[fnl.{fn}] {name} must be a real number, got {type(x).__name__}")
+    x = float(x)
+    if not (x > 0 and x < float("inf")):
+        raise ValueError(f"[fnl.{fn}] {name} must be a finite number > 0, got {x!r}")
+    return x
+
+
 def _check_scale(fn: str, s: float) -> float:
+    return _check_real(fn, "rank_scale", s)
+
+
+def _shape(fn: str, shape) -> tuple:
     try:
-        s = float(s)
-    except (TypeError, ValueError):
-        raise TypeError(f"[fnl.{fn}] rank_scale must be a real number, got {type(s).__name__}") from None
-    if not (s > 0 and s < float("inf")):
-        raise ValueError(f"[fnl.{fn}] rank_scale must be a finite number > 0, got {s!r}")
-    return s
+        return tuple(shape)
+    except TypeError:
+        raise TypeError(f"[fnl.{fn}] a layer shape must be a sequence of ints, got {type(shape).__name__}") from None
+
+
+def _shapes(fn: str, shapes) -> list:
+    try:
+        shapes = [_shape(fn, s) for s in shapes]
+    except TypeError as e:
+        if str(e).startswith("[fnl."):
+            raise
+        raise TypeError(f"[fnl.{fn}] shapes must be a list of layer shapes, got {type(shapes).__name__}") from None
+    if not shapes:
+        raise ValueError(f"[fnl.{fn}] shapes must not be empty")
+    return shapes
 
 
 def linear_rank(m: int, n: int, rank_scale: float) -> int:
@@ -42,19 +68,19 @@ def conv_rank(c_out: int, c_in: int, kh: int, kw: int, rank_scale: float) -> int
 
 
 def _matrix_dims(fn: str, shape: Shape) -> tuple[int, int]:
-    shape = tuple(shape)
+    shape = _shape(fn, shape)
     if len(shape) == 2:
         _check_positive(fn, m=shape[0], n=shape[1])
-        return shape[0], shape[1]
+        return int(shape[0]), int(shape[1])
     if len(shape) == 4:
         _check_positive(fn, c_out=shape[0], c_in=shape[1], kh=shape[2], kw=shape[3])
-        return shape[0] * shape[2], shape[1] * shape[3]
+        return int(shape[0]) * int(shape[2]), int(shape[1]) * int(shape[3])
     raise ValueError(f"[fnl.{fn}] a layer shape must be (m, n) or (c_out, c_in, kh, kw), got {shape!r}")
 
 
 def rank_for(shape: Shape, rank_scale: float) -> int:
     """The rank rule for a linear (m, n) or conv (c_out, c_in, kh, kw) shape."""
-    shape = tuple(shape)
+    shape = _shape("rank_for", shape)
     _matrix_dims("rank_for", shape)
     return linear_rank(*shape, rank_scale) if len(shape) == 2 else conv_rank(*shape, rank_scale)
 
@@ -69,16 +95,18 @@ def factorized_params(shape: Shape, rank: int, depth: int = 0) -> int:
     """Parameters of U (rows x r), V (cols x r) and `depth` inner r x r matrices."""
     rows, cols = _matrix_dims("factorized_params", shape)
     _check_positive("factorized_params", rank=rank)
-    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
+    if isinstance(depth, bool) or not isinstance(depth, numbers.Integral):
+        raise TypeError(f"[fnl.factorized_params] depth must be an int, got {type(depth).__name__}")
+    if depth < 0:
         raise ValueError(f"[fnl.factorized_params] depth must be an int >= 0, got {depth!r}")
+    rank, depth = int(rank), int(depth)
     return rank * (rows + cols) + depth * rank * rank
 
 
 def parameter_ratio(shapes: Iterable[Shape], rank_scale: float) -> float:
     """Factorized over dense parameters for the layers `shapes` at one rank-scale."""
-    shapes = [tuple(s) for s in shapes]
-    if not shapes:
-        raise ValueError("[fnl.parameter_ratio] shapes must not be empty")
+    shapes = _shapes("parameter_ratio", shapes)
+    _check_scale("parameter_ratio", rank_scale)
     dense = sum(dense_params(s) for s in shapes)
     return sum(factorized_params(s, rank_for(s, rank_scale)) for s in shapes) / dense
 
@@ -87,15 +115,11 @@ def rank_scale_for_ratio(shapes: Iterable[Shape], target_ratio: float, *, tol: f
     """The largest rank-scale whose parameter ratio over `shapes` does not exceed
     `target_ratio`, by bisection (the ratio is a non-decreasing step function of the scale).
     Raises ValueError when even rank 1 everywhere exceeds the target."""
-    shapes = [tuple(s) for s in shapes]
-    if not shapes:
-        raise ValueError("[fnl.rank_scale_for_ratio] shapes must not be empty")
-    try:
-        target = float(target_ratio)
-    except (TypeError, ValueError):
-        raise TypeError(f"[fnl.rank_scale_for_ratio] target_ratio must be a real number, got {target_ratio!r}") from None
-    if not (target > 0 and target < float("inf")):
-        raise ValueError(f"[fnl.rank_scale_for_ratio] target_ratio must be a finite number > 0, got {target_ratio!r}")
+    shapes = _shapes("rank_scale_for_ratio", shapes)
+    target = _check_real("rank_scale_for_ratio", "target_ratio", target_ratio)
+    tol = _check_real("rank_scale_for_ratio", "tol", tol)
+    for sh in shapes:
+        _matrix_dims("rank_scale_for_ratio", sh)
     lo = 1e-9
     if parameter_ratio(shapes, lo) > target:
         raise ValueError(

@@ -155,7 +155,12 @@ int fnl_parse_int(PyObject *obj, const char *fn, const char *arg, long long lo, 
         return -1;
     }
     PyObject *idx = PyNumber_Index(obj);
-    if (!idx) return -1;
+    if (!idx) {
+        /* e.g. a NumPy array of several ints, whose __index__ raises */
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "[%s] %s must be an int, got %.100s", fn, arg, Py_TYPE(obj)->tp_name);
+        return -1;
+    }
     int overflow = 0;
     long long v = PyLong_AsLongLongAndOverflow(idx, &overflow);
     Py_DECREF(idx);
@@ -177,6 +182,10 @@ int fnl_parse_float(PyObject *obj, const char *fn, const char *arg, double lo, d
         return -1;
     }
     double v = PyFloat_AsDouble(obj);
+    if (v == -1.0 && PyErr_Occurred() && PyErr_ExceptionMatches(PyExc_OverflowError)) {
+        PyErr_Clear();
+        v = INFINITY; /* an int too large for a double: reported as out of range below */
+    }
     if (v == -1.0 && PyErr_Occurred()) {
         PyErr_Clear();
         PyErr_Format(PyExc_TypeError, "[%s] %s must be a real number, got %.100s", fn, arg, Py_TYPE(obj)->tp_name);

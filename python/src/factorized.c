@@ -6,6 +6,7 @@
 
 /* The parsed arguments of a factorized matrix U M_1 .. M_d V^T (optionally batched). */
 typedef struct {
+    PyObject *middle; /* tuple snapshot of the middle sequence (caller code may mutate a list) */
     PyArrayObject *U, *V, *mid[FNL_MAX_DEPTH];
     const float *midp[FNL_MAX_DEPTH];
     int depth, batched;
@@ -14,6 +15,7 @@ typedef struct {
 } chain_t;
 
 static void chain_free(chain_t *c) {
+    Py_XDECREF(c->middle);
     Py_XDECREF(c->U);
     Py_XDECREF(c->V);
     for (int j = 0; j < c->depth; j++) Py_XDECREF(c->mid[j]);
@@ -43,7 +45,9 @@ static int chain_parse(const char *fn, PyObject *U, PyObject *V, PyObject *middl
                          Py_TYPE(middle)->tp_name);
             return -1;
         }
-        Py_ssize_t d = PySequence_Fast_GET_SIZE(middle);
+        /* A tuple snapshot: converting an item may run user code (__array__) that mutates a list. */
+        if (!(c->middle = PySequence_Tuple(middle))) return -1;
+        Py_ssize_t d = PyTuple_GET_SIZE(c->middle);
         if (d > FNL_MAX_DEPTH) {
             PyErr_Format(PyExc_ValueError, "[%s] middle must hold at most %d matrices, got %zd", fn, FNL_MAX_DEPTH, d);
             return -1;
@@ -51,7 +55,7 @@ static int chain_parse(const char *fn, PyObject *U, PyObject *V, PyObject *middl
         for (Py_ssize_t j = 0; j < d; j++) {
             char name[32];
             snprintf(name, sizeof name, "middle[%d]", (int)j);
-            PyArrayObject *a = fnl_as_input(PySequence_Fast_GET_ITEM(middle, j), fn, name, nd, nd);
+            PyArrayObject *a = fnl_as_input(PyTuple_GET_ITEM(c->middle, j), fn, name, nd, nd);
             if (!a) return -1;
             c->mid[c->depth++] = a;
             c->midp[j] = (const float *)PyArray_DATA(a);
@@ -183,6 +187,7 @@ static PyObject *frobenius_decay_grad(PyObject *self, PyObject *const *args, Py_
     if (fnl_check_nargs(nargs, 5, fn) < 0 || fnl_parse_float(args[3], fn, "lam", 0.0, &lam) < 0) return NULL;
     if (chain_parse(fn, args[0], args[1], args[2], &c) < 0) { chain_free(&c); return NULL; }
     PyObject *add_to = args[4];
+    PyObject *add_to_items = NULL; /* tuple snapshot of add_to */
     Py_ssize_t count = 2 + c.depth;
     PyArrayObject *inputs[FNL_MAX_DEPTH + 2] = {c.U, c.V};
     for (int j = 0; j < c.depth; j++) inputs[2 + j] = c.mid[j];
@@ -194,9 +199,10 @@ static PyObject *frobenius_decay_grad(PyObject *self, PyObject *const *args, Py_
                          Py_TYPE(add_to)->tp_name);
             goto fail;
         }
-        if (PySequence_Fast_GET_SIZE(add_to) != count) {
+        if (!(add_to_items = PySequence_Tuple(add_to))) goto fail;
+        if (PyTuple_GET_SIZE(add_to_items) != count) {
             PyErr_Format(PyExc_ValueError, "[%s] add_to must hold %zd arrays (dU, dV and one per middle matrix), got %zd",
-                         fn, count, PySequence_Fast_GET_SIZE(add_to));
+                         fn, count, PyTuple_GET_SIZE(add_to_items));
             goto fail;
         }
     }
@@ -210,7 +216,7 @@ static PyObject *frobenius_decay_grad(PyObject *self, PyObject *const *args, Py_
             out = fnl_new_output(PyArray_NDIM(like), PyArray_DIMS(like), fn, name + 7);
             if (!out) goto fail;
         } else {
-            PyObject *o = PySequence_Fast_GET_ITEM(add_to, i);
+            PyObject *o = PyTuple_GET_ITEM(add_to_items, i);
             if (fnl_check_inplace(o, fn, name, PyArray_NDIM(like), PyArray_DIMS(like)) < 0) goto fail;
             out = (PyArrayObject *)o;
             for (Py_ssize_t k = 0; k < count; k++) {
@@ -243,9 +249,11 @@ static PyObject *frobenius_decay_grad(PyObject *self, PyObject *const *args, Py_
         if (fnl_raise_status(status, fn, err) < 0) goto fail;
     }
     chain_free(&c);
+    Py_XDECREF(add_to_items);
     return result;
 fail:
     chain_free(&c);
+    Py_XDECREF(add_to_items);
     Py_DECREF(result); /* unset tuple slots are NULL and skipped */
     return NULL;
 }

@@ -59,6 +59,35 @@ public struct FactorChain {
         }
     }
 
+    /// Runs `body` on a copy of batch item `b` (a chain of batch 1) whose factors U, M_j and V
+    /// are each divided by their largest magnitude, passing the product `scale` of those
+    /// magnitudes: W_b = scale * W_copy. Diagnostics whose float32 intermediates overflowed
+    /// (entries near the float32 range) are recomputed on the copy and rescaled in float64.
+    func withNormalizedItem<R>(_ b: Int, _ body: (FactorChain, Double) throws -> R) throws -> R {
+        let counts = [uCount, vCount] + (0..<depth).map { middleCount($0) }
+        return try withScratch(counts, "a rescaled copy of the factors") { bufs in
+            var scale = 1.0
+            func copyNormalized(_ src: UnsafePointer<Float>, _ n: Int, _ dst: UnsafeMutablePointer<Float>) {
+                var mx: Float = 0
+                for i in 0..<n { mx = max(mx, abs(src[i])) }
+                guard mx > 0, mx.isFinite else { dst.update(from: src, count: n); return }
+                let inv = 1 / Double(mx)
+                for i in 0..<n { dst[i] = Float(Double(src[i]) * inv) }
+                scale *= Double(mx)
+            }
+            copyNormalized(u(b), uCount, bufs[0])
+            copyNormalized(v(b), vCount, bufs[1])
+            for j in 0..<depth { copyNormalized(middle(j, b), middleCount(j), bufs[2 + j]) }
+            let copy = try FactorChain(batch: 1, m: m, n: n, ranks: ranks, u: bufs[0], v: bufs[1],
+                                       middle: (0..<depth).map { UnsafePointer(bufs[2 + $0]) }, checkFinite: false)
+            return try body(copy, scale)
+        }
+    }
+
+    /// A float64 diagnostic computed through float32 intermediates that may have overflowed
+    /// (not finite) or underflowed (tiny): worth recomputing with `withNormalizedItem`.
+    static func suspect(_ x: Double) -> Bool { !x.isFinite || x < 1e-30 }
+
     /// Largest r_i * r_j over the chain: a bound for any partial product of middles.
     var maxPairCount: Int {
         let r = ranks.max()!

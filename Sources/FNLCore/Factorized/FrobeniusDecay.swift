@@ -12,8 +12,18 @@
 /// Batched chains treat every batch item (e.g. an attention head) independently; the
 /// penalty is the sum over the batch.
 public enum FrobeniusDecay {
-    /// ||W_b||_F^2 for every batch item, in float64.
+    /// ||W_b||_F^2 for every batch item, in float64. Items whose float32 Gram matrices
+    /// overflow or underflow (factor entries near the float32 range) are recomputed on normalized copies,
+    /// so the result is finite whenever ||W_b||_F^2 fits a double.
     public static func squaredNorms(_ c: FactorChain) throws -> [Double] {
+        var out = try gramSquaredNorms(c)
+        for b in 0..<c.batch where FactorChain.suspect(out[b]) {
+            out[b] = try c.withNormalizedItem(b) { item, scale in try gramSquaredNorms(item)[0] * scale * scale }
+        }
+        return out
+    }
+
+    static func gramSquaredNorms(_ c: FactorChain) throws -> [Double] {
         let r0 = c.rankIn, rd = c.rankOut, big = c.maxPairCount
         return try withScratch([r0 * r0, rd * rd, r0 * rd, r0 * rd, r0 * r0, big], "the Frobenius norm") { s in
             let (gu, gv, mm, t, cc, tmp) = (s[0], s[1], s[2], s[3], s[4], s[5])
@@ -41,7 +51,8 @@ public enum FrobeniusDecay {
     }
 
     /// Writes (or, with `accumulate`, adds) the FD gradients into dU, dV and dM_j, laid
-    /// out like U, V and M_j. The outputs must not overlap the inputs.
+    /// out like U, V and M_j. The outputs must not overlap the inputs. Gradients are float32:
+    /// where their true value exceeds the float32 range they overflow to inf.
     public static func gradient(_ c: FactorChain, lambda: Float, accumulate: Bool,
                                 dU: UnsafeMutablePointer<Float>, dV: UnsafeMutablePointer<Float>,
                                 dMiddle: [UnsafeMutablePointer<Float>]) throws {

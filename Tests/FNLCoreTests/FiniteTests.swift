@@ -1,0 +1,31 @@
+import XCTest
+@testable import FNLCore
+
+final class FiniteTests: XCTestCase {
+    func testFindsFirstNonFiniteEverywhere() {
+        for count in [1, 2, 15, 16, 17, 33, 100] {
+            XCTAssertNil(Finite.firstNonFinite(Buffer(randn: count, seed: 1).c, count))
+            for pos in Set([0, count / 2, count - 1]) {
+                for bad: Float in [.nan, .infinity, -.infinity, .signalingNaN] {
+                    let b = Buffer(randn: count, seed: 2)
+                    b.ptr[pos] = bad
+                    if pos + 1 < count { b.ptr[count - 1] = .nan }
+                    XCTAssertEqual(Finite.firstNonFinite(b.c, count), pos, "count \(count) pos \(pos) \(bad)")
+                }
+            }
+        }
+    }
+
+    func testLargeFiniteValuesAreFinite() {
+        let b = Buffer([.greatestFiniteMagnitude, -.greatestFiniteMagnitude, .leastNonzeroMagnitude, 0, -0.0]
+                       + [Float](repeating: .greatestFiniteMagnitude, count: 40))
+        XCTAssertNil(Finite.firstNonFinite(b.c, b.count))
+    }
+
+    func testCheckMessageNamesTheArgument() {
+        let b = Buffer([1, 2, .infinity])
+        assertInvalid("W contains NaN or inf (first at flat index 2: inf)") { try Finite.check(b.c, 3, "W") }
+        XCTAssertNoThrow(try Finite.check(b.c, 2, "W"))
+        XCTAssertNoThrow(try Finite.check(b.c, 0, "W"))
+    }
+}
