@@ -102,6 +102,13 @@ def _variants(text: str) -> List[str]:
     return list(dict.fromkeys(keys))
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors: 'fnl train: error: ... (see fnl train --help)'."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 # -- parsers ------------------------------------------------------------------------------------
 def _add_common(p: argparse.ArgumentParser, defaults, *, compare: bool) -> None:
     """Options shared by train and compare (defaults None: 'not given', resolved later)."""
@@ -178,8 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     from . import compare as cmp
     from . import experiment as ex
     d = ex.TrainConfig()
-    fmt = argparse.ArgumentDefaultsHelpFormatter
-    parser = argparse.ArgumentParser(prog="fnl", description=_DESCRIPTION)
+    parser = _Parser(prog="fnl", description=_DESCRIPTION)
     sub = parser.add_subparsers(dest="command", metavar="command")
 
     t = sub.add_parser("train", help="train one model (dense, low-rank or overcomplete; SI / FD options)",
