@@ -83,7 +83,7 @@ SCHEDULES = ("cosine", "step", "constant")
 VGG_SMALL = [32, "M", 64, "M", 128, 128, "M"]
 
 #: learning rate and weight decay when not given, per optimizer
-DEFAULT_LR = {"sgd": 0.1, "adamw": 1e-3, "lamb": 1e-2, "flambe": 1e-2}
+DEFAULT_LR = {"sgd": 0.05, "adamw": 1e-3, "lamb": 1e-2, "flambe": 1e-2}
 DEFAULT_WEIGHT_DECAY = {"sgd": 5e-4, "adamw": 1e-2, "lamb": 1e-2, "flambe": 1e-2}
 
 
@@ -120,7 +120,7 @@ class TrainConfig:
     """
 
     model: str = "resnet20"
-    width: float = 1.0
+    width: float = 0.5
     data: str = "digits"
     data_path: Optional[str] = None
     augment: bool = True
