@@ -109,6 +109,7 @@ public func fnl_lamb_step(_ count: Int64, _ params: UnsafePointer<UnsafeMutableP
                           _ nChains: Int64, _ chainsLen: Int64, _ chains: UnsafePointer<Int64>?,
                           _ chainLam: UnsafePointer<Float>?,
                           _ ws: UnsafeMutablePointer<Float>?, _ wsLen: Int64,
+                          _ update: UnsafeMutablePointer<Float>?, _ updateLen: Int64,
                           _ lr: Float, _ beta1: Float, _ beta2: Float, _ eps: Float, _ step: Int64,
                           _ checkFinite: Int32, _ trust: UnsafeMutablePointer<Double>?,
                           _ err: UnsafeMutablePointer<CChar>?, _ cap: Int) -> Int32 {
@@ -119,8 +120,8 @@ public func fnl_lamb_step(_ count: Int64, _ params: UnsafePointer<UnsafeMutableP
         try LAMB.step(t, expAvg: t.count > 0 ? try pointers(expAvg, t.count, "exp_avg") : [],
                       expAvgSq: t.count > 0 ? try pointers(expAvgSq, t.count, "exp_avg_sq") : [],
                       products: ps, fdLambda: try floats(chainLam, ps.count, "chain_lam"),
-                      workspace: try workspace(ws, wsLen), lr: lr, moments: moments,
-                      checkFinite: checkFinite != 0, trust: trust)
+                      workspace: try workspace(ws, wsLen), update: try workspace(update, updateLen),
+                      lr: lr, moments: moments, checkFinite: checkFinite != 0, trust: trust)
     }
 }
 

@@ -271,14 +271,43 @@ static PyObject *adamw_step(PyObject *self, PyObject *const *args, Py_ssize_t na
     Py_RETURN_NONE;
 }
 
-/* Returns the per-tensor trust ratios (float64 array). */
+/* lamb_step(<as adamw_step>, update | None): returns the per-tensor trust ratios (float64).
+ * update: the optimizer's float32 1-D buffer for u (>= the group's size), or None. */
 static PyObject *lamb_step(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     const char *fn = "fnl.optim.LAMB.step";
     group_t gr;
     double hp[4];
     long long step;
     int32_t check;
-    if (adam_parse(fn, args, nargs, &gr, hp, &step, &check) < 0) { group_free(&gr); return NULL; }
+    if (fnl_check_nargs(nargs, 15, fn) < 0) return NULL;
+    if (adam_parse(fn, args, 14, &gr, hp, &step, &check) < 0) { group_free(&gr); return NULL; }
+    PyObject *upd = args[14];
+    float *update = NULL;
+    npy_intp update_len = 0;
+    if (upd != Py_None) {
+        if (!PyArray_Check(upd) || PyArray_NDIM((PyArrayObject *)upd) != 1) {
+            PyErr_Format(PyExc_TypeError, "[%s] update must be None or a 1-D float32 numpy array", fn);
+            group_free(&gr);
+            return NULL;
+        }
+        if (fnl_check_inplace(upd, fn, "update", 1, PyArray_DIMS((PyArrayObject *)upd)) < 0) { group_free(&gr); return NULL; }
+        for (Py_ssize_t i = 0; i < gr.count; i++) {
+            for (int k = 0; k < 4; k++) {
+                if (gr.lists[k] && fnl_overlap((PyArrayObject *)upd, (PyArrayObject *)PyTuple_GET_ITEM(gr.lists[k], i))) {
+                    PyErr_Format(PyExc_ValueError, "[%s] update overlaps a buffer of parameter %zd in memory", fn, i);
+                    group_free(&gr);
+                    return NULL;
+                }
+            }
+        }
+        if (gr.work && fnl_overlap((PyArrayObject *)upd, (PyArrayObject *)args[7])) {
+            PyErr_Format(PyExc_ValueError, "[%s] update overlaps the workspace in memory", fn);
+            group_free(&gr);
+            return NULL;
+        }
+        update = PyArray_DATA((PyArrayObject *)upd);
+        update_len = PyArray_DIM((PyArrayObject *)upd, 0);
+    }
     npy_intp shape[1] = {gr.count};
     PyArrayObject *trust = (PyArrayObject *)PyArray_SimpleNew(1, shape, NPY_FLOAT64);
     if (!trust) { group_free(&gr); return NULL; }
@@ -286,8 +315,8 @@ static PyObject *lamb_step(PyObject *self, PyObject *const *args, Py_ssize_t nar
     int32_t status;
     FNL_ENGINE_CALL(gr.total * 16,
         status = fnl_lamb_step(gr.count, gr.p, gr.g, gr.s0, gr.s1, gr.sizes, PyArray_DATA(gr.decay),
-                               GROUP_CHAINS(gr), (float)hp[0], (float)hp[1], (float)hp[2], (float)hp[3],
-                               (int64_t)step, check, PyArray_DATA(trust), err, sizeof err));
+                               GROUP_CHAINS(gr), update, update_len, (float)hp[0], (float)hp[1], (float)hp[2],
+                               (float)hp[3], (int64_t)step, check, PyArray_DATA(trust), err, sizeof err));
     group_free(&gr);
     if (fnl_raise_status(status, fn, err) < 0) { Py_DECREF(trust); return NULL; }
     return (PyObject *)trust;
@@ -362,7 +391,7 @@ PyMethodDef fnl_optim_methods[] = {
      "step, check_finite)"},
     {"lamb_step", FASTCALL(lamb_step),
      "lamb_step(params, grads, exp_avg, exp_avg_sq, decay, chains, chain_lam, workspace, lr, beta1, beta2, eps, "
-     "step, check_finite) -> trust ratios"},
+     "step, check_finite, update) -> trust ratios"},
     {"norm_match", FASTCALL(norm_match), "norm_match(params, chains, n_chains, targets) -> norms before"},
     {NULL, NULL, 0, NULL},
 };
