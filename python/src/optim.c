@@ -77,6 +77,23 @@ static int check_read_buffer(PyObject *obj, const char *fn, const char *arg, PyA
     return 0;
 }
 
+/* True when `obj` passes fnl_check_inplace (float32, native, C-contiguous, aligned, writeable)
+ * with the shape of `like` (or any shape when like is NULL): the per-tensor fast path, which
+ * formats no argument name; on failure the caller runs the full check for the message. */
+static int inplace_ok(PyObject *obj, PyArrayObject *like) {
+    if (!PyArray_Check(obj)) return 0;
+    PyArrayObject *a = (PyArrayObject *)obj;
+    if (PyArray_TYPE(a) != NPY_FLOAT32 || PyArray_ISBYTESWAPPED(a) || !PyArray_IS_C_CONTIGUOUS(a) ||
+        !PyArray_ISALIGNED(a) || !PyArray_ISWRITEABLE(a))
+        return 0;
+    if (like) {
+        if (PyArray_NDIM(a) != PyArray_NDIM(like)) return 0;
+        for (int i = 0; i < PyArray_NDIM(a); i++)
+            if (PyArray_DIM(a, i) != PyArray_DIM(like, i)) return 0;
+    }
+    return 1;
+}
+
 /* Parses params, grads and up to two state lists (state names NULL when absent), decay,
  * chains / chain_lam (None or arrays) and the workspace (None or a float32 1-D array). */
 static int group_parse(group_t *gr, const char *fn, PyObject *params, PyObject *grads,
@@ -115,32 +132,41 @@ static int group_parse(group_t *gr, const char *fn, PyObject *params, PyObject *
         return -1;
     }
     for (Py_ssize_t i = 0; i < gr->count; i++) {
+        /* Argument names are formatted only on the error paths (snprintf per tensor would
+         * dominate steps over many small tensors). */
         PyObject *po = PyTuple_GET_ITEM(gr->lists[0], i);
-        snprintf(name, sizeof name, "params[%zd]", i);
         PyArrayObject *pa = (PyArrayObject *)po;
-        if (fnl_check_inplace(po, fn, name, PyArray_Check(po) ? PyArray_NDIM(pa) : 0,
-                              PyArray_Check(po) ? PyArray_DIMS(pa) : NULL) < 0)
-            return -1;
+        if (!inplace_ok(po, NULL)) {
+            snprintf(name, sizeof name, "params[%zd]", i);
+            if (fnl_check_inplace(po, fn, name, PyArray_Check(po) ? PyArray_NDIM(pa) : 0,
+                                  PyArray_Check(po) ? PyArray_DIMS(pa) : NULL) < 0)
+                return -1;
+        }
         if (PyArray_SIZE(pa) == 0) {
-            PyErr_Format(PyExc_ValueError, "[%s] %s must not be empty", fn, name);
+            PyErr_Format(PyExc_ValueError, "[%s] params[%zd] must not be empty", fn, i);
             return -1;
         }
         PyObject *go = PyTuple_GET_ITEM(gr->lists[1], i);
-        snprintf(name, sizeof name, "grads[%zd]", i);
-        if (check_read_buffer(go, fn, name, pa) < 0) return -1;
+        if (!PyArray_Check(go) || PyArray_TYPE((PyArrayObject *)go) != NPY_FLOAT32 || !inplace_ok(go, pa)) {
+            snprintf(name, sizeof name, "grads[%zd]", i);
+            if (check_read_buffer(go, fn, name, pa) < 0) return -1;
+        }
         if (fnl_overlap(pa, (PyArrayObject *)go)) {
-            PyErr_Format(PyExc_ValueError, "[%s] %s overlaps params[%zd] in memory", fn, name, i);
+            PyErr_Format(PyExc_ValueError, "[%s] grads[%zd] overlaps params[%zd] in memory", fn, i, i);
             return -1;
         }
         PyArrayObject *sa[2] = {NULL, NULL};
         for (int k = 0; k < 2; k++) {
             if (!gr->lists[2 + k]) continue;
             PyObject *so = PyTuple_GET_ITEM(gr->lists[2 + k], i);
-            snprintf(name, sizeof name, "%s[%zd]", names[k], i);
-            if (fnl_check_inplace(so, fn, name, PyArray_NDIM(pa), PyArray_DIMS(pa)) < 0) return -1;
+            if (!inplace_ok(so, pa)) {
+                snprintf(name, sizeof name, "%s[%zd]", names[k], i);
+                if (fnl_check_inplace(so, fn, name, PyArray_NDIM(pa), PyArray_DIMS(pa)) < 0) return -1;
+            }
             sa[k] = (PyArrayObject *)so;
             if (fnl_overlap(sa[k], pa) || fnl_overlap(sa[k], (PyArrayObject *)go) || (k == 1 && fnl_overlap(sa[0], sa[1]))) {
-                PyErr_Format(PyExc_ValueError, "[%s] %s overlaps another buffer of parameter %zd in memory", fn, name, i);
+                PyErr_Format(PyExc_ValueError, "[%s] %s[%zd] overlaps another buffer of parameter %zd in memory", fn,
+                             names[k], i, i);
                 return -1;
             }
         }
