@@ -1,0 +1,135 @@
+/// Which tensors of a parameter group form one factorized product W_b = U_b M_1b ... M_db V_b^T,
+/// for Frobenius decay and norm matching inside an optimizer step.
+///
+/// Flat record (ABI, `int64`): `[depth, batch, m, n, r_0, ..., r_depth, iU, iV, iM_1, ..., iM_depth]`
+/// (2 depth + 7 entries), the indices naming tensors of the group. U holds batch*m*r_0 floats,
+/// V batch*n*r_depth, M_j batch*r_{j-1}*r_j (row-major, as in `FactorChain`).
+public struct FactorProduct: Equatable {
+    public let batch: Int
+    public let m: Int
+    public let n: Int
+    public let ranks: [Int]
+    public let u: Int
+    public let v: Int
+    public let middle: [Int]
+
+    public var depth: Int { middle.count }
+    /// The tensor indices of the product: U, V, M_1 ... M_d.
+    public var tensors: [Int] { [u, v] + middle }
+
+    public init(batch: Int, m: Int, n: Int, ranks: [Int], u: Int, v: Int, middle: [Int]) {
+        self.batch = batch; self.m = m; self.n = n; self.ranks = ranks
+        self.u = u; self.v = v; self.middle = middle
+    }
+
+    /// Parses concatenated flat records and checks them against the group's tensor sizes:
+    /// indices in range, the tensors of one product distinct, no tensor in two products,
+    /// each tensor's size equal to what the shapes imply.
+    public static func parse(_ flat: UnsafeBufferPointer<Int64>, sizes: [Int]) throws -> [FactorProduct] {
+        var out: [FactorProduct] = []
+        var owner = [Int](repeating: -1, count: sizes.count)
+        var at = 0
+        func next(_ what: @autoclosure () -> String) throws -> Int {
+            try require(at < flat.count, "factor product \(out.count): record truncated before \(what())")
+            let x = flat[at]
+            at += 1
+            try require(x >= 0 && x <= Int64(Int32.max), "factor product \(out.count): \(what()) must be in 0..\(Int32.max), got \(x)")
+            return Int(x)
+        }
+        while at < flat.count {
+            let c = out.count
+            let depth = try next("depth")
+            try require(depth <= 64, "factor product \(c): depth must be in 0..64, got \(depth)")
+            let batch = try next("batch"), m = try next("m"), n = try next("n")
+            var ranks: [Int] = []
+            for j in 0...depth { ranks.append(try next("r_\(j)")) }
+            let u = try next("the index of U"), v = try next("the index of V")
+            var mids: [Int] = []
+            for j in 0..<depth { mids.append(try next("the index of M_\(j + 1)")) }
+            let p = FactorProduct(batch: batch, m: m, n: n, ranks: ranks, u: u, v: v, middle: mids)
+            for t in p.tensors {
+                try require(t < sizes.count, "factor product \(c): tensor index \(t) out of range 0..<\(sizes.count)")
+                try require(owner[t] != c, "factor product \(c): tensor \(t) appears twice")
+                try require(owner[t] < 0, "tensor \(t) belongs to factor products \(owner[t]) and \(c); "
+                                + "a tensor may belong to one product only")
+                owner[t] = c
+            }
+            try require(batch >= 1, "factor product \(c): batch must be >= 1, got \(batch)")
+            for (j, r) in ranks.enumerated() { try require(r >= 1, "factor product \(c): r_\(j) must be >= 1, got \(r)") }
+            func expect(_ t: Int, _ dims: [Int], _ name: String) throws {
+                var want = 1
+                for d in dims {
+                    let (r, o) = want.multipliedReportingOverflow(by: d)
+                    if o { throw FNLError.invalid("factor product \(c): \(name) has absurd shape \(dims) (overflow)") }
+                    want = r
+                }
+                try require(sizes[t] == want, "factor product \(c): \(name) (tensor \(t)) must hold \(want) floats "
+                                + "(shape \(dims)), got \(sizes[t])")
+            }
+            try expect(u, [batch, m, ranks[0]], "U")
+            try expect(v, [batch, n, ranks[depth]], "V")
+            for j in 0..<depth { try expect(mids[j], [batch, ranks[j], ranks[j + 1]], "M_\(j + 1)") }
+            out.append(p)
+        }
+        return out
+    }
+
+    /// The factor chain over the group's current parameter values (checks finiteness).
+    public func chain(_ params: [UnsafeMutablePointer<Float>]) throws -> FactorChain {
+        try FactorChain(batch: batch, m: m, n: n, ranks: ranks, u: params[u], v: params[v],
+                        middle: middle.map { UnsafePointer(params[$0]) })
+    }
+
+    /// Total floats of the product's tensors.
+    public func floatCount(_ sizes: [Int]) -> Int { tensors.reduce(0) { $0 + sizes[$1] } }
+}
+
+/// The Frobenius-decay terms of an optimizer step: for each product W = U M V^T with
+/// coefficient lambda, fd_U = lambda U (M G_V M^T), fd_V = lambda V (M^T G_U M) and
+/// fd_{M_j} = lambda (M_1..M_{j-1})^T G_U M G_V (M_{j+1}..M_d)^T
+/// (`FrobeniusDecay.gradient`, Gram matrices only), evaluated at the parameters *before*
+/// the step and written into a workspace, one slice per factor tensor.
+public enum FactorDecayTerms {
+    /// Floats of workspace the products need.
+    public static func workspaceCount(_ products: [FactorProduct], sizes: [Int]) -> Int {
+        products.reduce(0) { $0 + $1.floatCount(sizes) }
+    }
+
+    /// Computes the FD terms into `workspace` (or a temporary when nil) and calls body with
+    /// one pointer per tensor: its FD term, or nil for tensors outside every product.
+    /// `lambda[c]` is the coefficient of product c (finite, >= 0).
+    public static func with<R>(_ t: OptimTensors, _ products: [FactorProduct], lambda: [Float],
+                               workspace: UnsafeMutableBufferPointer<Float>?,
+                               _ body: ([UnsafePointer<Float>?]) throws -> R) throws -> R {
+        try require(lambda.count == products.count,
+                    "expected one decay coefficient per factor product (\(products.count)), got \(lambda.count)")
+        var fd = [UnsafePointer<Float>?](repeating: nil, count: t.count)
+        if products.isEmpty { return try body(fd) }
+        let need = workspaceCount(products, sizes: t.sizes)
+        func fill(_ base: UnsafeMutablePointer<Float>) throws -> R {
+            var offset = 0
+            for (c, p) in products.enumerated() {
+                var slots: [UnsafeMutablePointer<Float>] = []
+                for i in p.tensors {
+                    slots.append(base + offset)
+                    fd[i] = UnsafePointer(base + offset)
+                    offset += t.sizes[i]
+                }
+                do {
+                    try FrobeniusDecay.gradient(try p.chain(t.params), lambda: lambda[c], accumulate: false,
+                                                dU: slots[0], dV: slots[1], dMiddle: Array(slots.dropFirst(2)))
+                } catch let FNLError.invalid(msg) {
+                    throw FNLError.invalid("factor product \(c): \(msg)")
+                }
+            }
+            return try body(fd)
+        }
+        if let workspace {
+            try require(workspace.count >= need,
+                        "workspace must hold at least \(need) floats (the factor tensors), got \(workspace.count)")
+            guard let base = workspace.baseAddress else { throw FNLError.invalid("workspace is a null pointer") }
+            return try fill(base)
+        }
+        return try withScratch(need, "the Frobenius decay terms") { try fill($0) }
+    }
+}
