@@ -3,17 +3,42 @@ import FNLCore
 // Exports of the optimizer steps (fnl_optim.h): translate the raw ABI arguments into
 // `OptimTensors` / `FactorProduct`s, run the core step, return a status.
 
-/// Reads `count` non-null pointers from a C array of pointers.
+/// Reads `count` non-null pointers from a C array of pointers. (Messages are formatted only
+/// on failure: string interpolation per tensor would dominate steps over many small tensors.)
 private func pointers<T>(_ array: UnsafePointer<UnsafeMutablePointer<T>?>?, _ count: Int,
                          _ name: String) throws -> [UnsafeMutablePointer<T>] {
     let array = try nonNull(array, name)
-    return try (0..<count).map { try nonNull(array[$0], "\(name)[\($0)]") }
+    var out: [UnsafeMutablePointer<T>] = []
+    out.reserveCapacity(count)
+    for i in 0..<count {
+        guard let p = array[i] else { throw FNLError.invalid("\(name)[\(i)] is a null pointer") }
+        out.append(p)
+    }
+    return out
 }
 
 private func pointers<T>(_ array: UnsafePointer<UnsafePointer<T>?>?, _ count: Int,
                          _ name: String) throws -> [UnsafePointer<T>] {
     let array = try nonNull(array, name)
-    return try (0..<count).map { try nonNull(array[$0], "\(name)[\($0)]") }
+    var out: [UnsafePointer<T>] = []
+    out.reserveCapacity(count)
+    for i in 0..<count {
+        guard let p = array[i] else { throw FNLError.invalid("\(name)[\(i)] is a null pointer") }
+        out.append(p)
+    }
+    return out
+}
+
+/// The `count` sizes (each >= 0) of a C array.
+private func sizeList(_ sizes: UnsafePointer<Int64>?, _ count: Int) throws -> [Int] {
+    let sizes = try nonNull(sizes, "sizes")
+    var out: [Int] = []
+    out.reserveCapacity(count)
+    for i in 0..<count {
+        guard sizes[i] >= 0 else { throw FNLError.invalid("sizes[\(i)] must be >= 0, got \(sizes[i])") }
+        out.append(Int(sizes[i]))
+    }
+    return out
 }
 
 /// The parameter group of a step call.
@@ -22,10 +47,9 @@ private func group(_ count: Int64, _ params: UnsafePointer<UnsafeMutablePointer<
                    _ decay: UnsafePointer<Float>?) throws -> OptimTensors {
     let n = try size(count, "count")
     if n == 0 { return try OptimTensors(params: [], grads: [], sizes: [], decay: []) }
-    let sizes = try nonNull(sizes, "sizes"), decay = try nonNull(decay, "decay")
+    let decay = try nonNull(decay, "decay")
     return try OptimTensors(params: try pointers(params, n, "params"), grads: try pointers(grads, n, "grads"),
-                            sizes: try (0..<n).map { try size(sizes[$0], "sizes[\($0)]") },
-                            decay: (0..<n).map { decay[$0] })
+                            sizes: try sizeList(sizes, n), decay: Array(UnsafeBufferPointer(start: decay, count: n)))
 }
 
 /// The factorized products and their FD coefficients (`lam` may be nil for norm matching).
@@ -109,6 +133,7 @@ public func fnl_lamb_step(_ count: Int64, _ params: UnsafePointer<UnsafeMutableP
                           _ nChains: Int64, _ chainsLen: Int64, _ chains: UnsafePointer<Int64>?,
                           _ chainLam: UnsafePointer<Float>?,
                           _ ws: UnsafeMutablePointer<Float>?, _ wsLen: Int64,
+                          _ update: UnsafeMutablePointer<Float>?, _ updateLen: Int64,
                           _ lr: Float, _ beta1: Float, _ beta2: Float, _ eps: Float, _ step: Int64,
                           _ checkFinite: Int32, _ trust: UnsafeMutablePointer<Double>?,
                           _ err: UnsafeMutablePointer<CChar>?, _ cap: Int) -> Int32 {
@@ -119,8 +144,8 @@ public func fnl_lamb_step(_ count: Int64, _ params: UnsafePointer<UnsafeMutableP
         try LAMB.step(t, expAvg: t.count > 0 ? try pointers(expAvg, t.count, "exp_avg") : [],
                       expAvgSq: t.count > 0 ? try pointers(expAvgSq, t.count, "exp_avg_sq") : [],
                       products: ps, fdLambda: try floats(chainLam, ps.count, "chain_lam"),
-                      workspace: try workspace(ws, wsLen), lr: lr, moments: moments,
-                      checkFinite: checkFinite != 0, trust: trust)
+                      workspace: try workspace(ws, wsLen), update: try workspace(update, updateLen),
+                      lr: lr, moments: moments, checkFinite: checkFinite != 0, trust: trust)
     }
 }
 
@@ -135,8 +160,7 @@ public func fnl_norm_match(_ count: Int64, _ params: UnsafePointer<UnsafeMutable
         var values: [UnsafeMutablePointer<Float>] = [], counts: [Int] = []
         if n > 0 {
             values = try pointers(params, n, "params")
-            let sizes = try nonNull(sizes, "sizes")
-            counts = try (0..<n).map { try size(sizes[$0], "sizes[\($0)]") }
+            counts = try sizeList(sizes, n)
         }
         let ps = try products(nChains, chainsLen, chains, sizes: counts)
         let before: [Double]

@@ -142,6 +142,7 @@ final class OptimFactorDecayTermsTests: XCTestCase {
             ([0, 1, 3, 2], "truncated"),
             ([-1, 1, 3, 2, 2, 0, 1], "depth"),
             ([0, 1, 3, 2, 0, 0, 1], "r_0"),
+            ([0, 2_147_483_647, 2_147_483_647, 2, 2_147_483_647, 0, 1], "absurd"),
         ]
         for (rec, want) in bad {
             XCTAssertThrowsError(try rec.withUnsafeBufferPointer { try FactorProduct.parse($0, sizes: sizes) }) { e in

@@ -44,7 +44,7 @@ final class OptimExportsTests: XCTestCase {
         XCTAssertEqual(status, 1)
         XCTAssertTrue(msg.contains("step"), msg)
         (status, msg) = call { e, c in
-            fnl_lamb_step(0, nil, nil, nil, nil, nil, nil, 1, 0, nil, nil, nil, 0, 0.1, 0.9, 0.999, 1e-8, 1, 1, nil, e, c)
+            fnl_lamb_step(0, nil, nil, nil, nil, nil, nil, 1, 0, nil, nil, nil, 0, nil, 0, 0.1, 0.9, 0.999, 1e-8, 1, 1, nil, e, c)
         }
         XCTAssertEqual(status, 1)
         XCTAssertTrue(msg.contains("chains"), msg)

@@ -5,7 +5,7 @@ weights parameterized as U M_1 ... M_d V^T, computed in float32 by a Swift engin
 called through a C ABI. See the README for the conventions and benchmarks.
 """
 from ._engine import blas_info, get_num_threads, set_num_threads
-from . import models, nn, train
+from . import models, nn, optim, train
 from .factorization import collapse, factorize
 from .functional import (
     Truncation,
@@ -59,6 +59,7 @@ __all__ = [
     "models",
     "nn",
     "nuclear_norm",
+    "optim",
     "parameter_ratio",
     "rank_for",
     "rank_scale_for_ratio",

@@ -77,6 +77,23 @@ static int check_read_buffer(PyObject *obj, const char *fn, const char *arg, PyA
     return 0;
 }
 
+/* True when `obj` passes fnl_check_inplace (float32, native, C-contiguous, aligned, writeable)
+ * with the shape of `like` (or any shape when like is NULL): the per-tensor fast path, which
+ * formats no argument name; on failure the caller runs the full check for the message. */
+static int inplace_ok(PyObject *obj, PyArrayObject *like) {
+    if (!PyArray_Check(obj)) return 0;
+    PyArrayObject *a = (PyArrayObject *)obj;
+    if (PyArray_TYPE(a) != NPY_FLOAT32 || PyArray_ISBYTESWAPPED(a) || !PyArray_IS_C_CONTIGUOUS(a) ||
+        !PyArray_ISALIGNED(a) || !PyArray_ISWRITEABLE(a))
+        return 0;
+    if (like) {
+        if (PyArray_NDIM(a) != PyArray_NDIM(like)) return 0;
+        for (int i = 0; i < PyArray_NDIM(a); i++)
+            if (PyArray_DIM(a, i) != PyArray_DIM(like, i)) return 0;
+    }
+    return 1;
+}
+
 /* Parses params, grads and up to two state lists (state names NULL when absent), decay,
  * chains / chain_lam (None or arrays) and the workspace (None or a float32 1-D array). */
 static int group_parse(group_t *gr, const char *fn, PyObject *params, PyObject *grads,
@@ -115,32 +132,41 @@ static int group_parse(group_t *gr, const char *fn, PyObject *params, PyObject *
         return -1;
     }
     for (Py_ssize_t i = 0; i < gr->count; i++) {
+        /* Argument names are formatted only on the error paths (snprintf per tensor would
+         * dominate steps over many small tensors). */
         PyObject *po = PyTuple_GET_ITEM(gr->lists[0], i);
-        snprintf(name, sizeof name, "params[%zd]", i);
         PyArrayObject *pa = (PyArrayObject *)po;
-        if (fnl_check_inplace(po, fn, name, PyArray_Check(po) ? PyArray_NDIM(pa) : 0,
-                              PyArray_Check(po) ? PyArray_DIMS(pa) : NULL) < 0)
-            return -1;
+        if (!inplace_ok(po, NULL)) {
+            snprintf(name, sizeof name, "params[%zd]", i);
+            if (fnl_check_inplace(po, fn, name, PyArray_Check(po) ? PyArray_NDIM(pa) : 0,
+                                  PyArray_Check(po) ? PyArray_DIMS(pa) : NULL) < 0)
+                return -1;
+        }
         if (PyArray_SIZE(pa) == 0) {
-            PyErr_Format(PyExc_ValueError, "[%s] %s must not be empty", fn, name);
+            PyErr_Format(PyExc_ValueError, "[%s] params[%zd] must not be empty", fn, i);
             return -1;
         }
         PyObject *go = PyTuple_GET_ITEM(gr->lists[1], i);
-        snprintf(name, sizeof name, "grads[%zd]", i);
-        if (check_read_buffer(go, fn, name, pa) < 0) return -1;
+        if (!PyArray_Check(go) || PyArray_TYPE((PyArrayObject *)go) != NPY_FLOAT32 || !inplace_ok(go, pa)) {
+            snprintf(name, sizeof name, "grads[%zd]", i);
+            if (check_read_buffer(go, fn, name, pa) < 0) return -1;
+        }
         if (fnl_overlap(pa, (PyArrayObject *)go)) {
-            PyErr_Format(PyExc_ValueError, "[%s] %s overlaps params[%zd] in memory", fn, name, i);
+            PyErr_Format(PyExc_ValueError, "[%s] grads[%zd] overlaps params[%zd] in memory", fn, i, i);
             return -1;
         }
         PyArrayObject *sa[2] = {NULL, NULL};
         for (int k = 0; k < 2; k++) {
             if (!gr->lists[2 + k]) continue;
             PyObject *so = PyTuple_GET_ITEM(gr->lists[2 + k], i);
-            snprintf(name, sizeof name, "%s[%zd]", names[k], i);
-            if (fnl_check_inplace(so, fn, name, PyArray_NDIM(pa), PyArray_DIMS(pa)) < 0) return -1;
+            if (!inplace_ok(so, pa)) {
+                snprintf(name, sizeof name, "%s[%zd]", names[k], i);
+                if (fnl_check_inplace(so, fn, name, PyArray_NDIM(pa), PyArray_DIMS(pa)) < 0) return -1;
+            }
             sa[k] = (PyArrayObject *)so;
             if (fnl_overlap(sa[k], pa) || fnl_overlap(sa[k], (PyArrayObject *)go) || (k == 1 && fnl_overlap(sa[0], sa[1]))) {
-                PyErr_Format(PyExc_ValueError, "[%s] %s overlaps another buffer of parameter %zd in memory", fn, name, i);
+                PyErr_Format(PyExc_ValueError, "[%s] %s[%zd] overlaps another buffer of parameter %zd in memory", fn,
+                             names[k], i, i);
                 return -1;
             }
         }
@@ -271,14 +297,43 @@ static PyObject *adamw_step(PyObject *self, PyObject *const *args, Py_ssize_t na
     Py_RETURN_NONE;
 }
 
-/* Returns the per-tensor trust ratios (float64 array). */
+/* lamb_step(<as adamw_step>, update | None): returns the per-tensor trust ratios (float64).
+ * update: the optimizer's float32 1-D buffer for u (>= the group's size), or None. */
 static PyObject *lamb_step(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     const char *fn = "fnl.optim.LAMB.step";
     group_t gr;
     double hp[4];
     long long step;
     int32_t check;
-    if (adam_parse(fn, args, nargs, &gr, hp, &step, &check) < 0) { group_free(&gr); return NULL; }
+    if (fnl_check_nargs(nargs, 15, fn) < 0) return NULL;
+    if (adam_parse(fn, args, 14, &gr, hp, &step, &check) < 0) { group_free(&gr); return NULL; }
+    PyObject *upd = args[14];
+    float *update = NULL;
+    npy_intp update_len = 0;
+    if (upd != Py_None) {
+        if (!PyArray_Check(upd) || PyArray_NDIM((PyArrayObject *)upd) != 1) {
+            PyErr_Format(PyExc_TypeError, "[%s] update must be None or a 1-D float32 numpy array", fn);
+            group_free(&gr);
+            return NULL;
+        }
+        if (fnl_check_inplace(upd, fn, "update", 1, PyArray_DIMS((PyArrayObject *)upd)) < 0) { group_free(&gr); return NULL; }
+        for (Py_ssize_t i = 0; i < gr.count; i++) {
+            for (int k = 0; k < 4; k++) {
+                if (gr.lists[k] && fnl_overlap((PyArrayObject *)upd, (PyArrayObject *)PyTuple_GET_ITEM(gr.lists[k], i))) {
+                    PyErr_Format(PyExc_ValueError, "[%s] update overlaps a buffer of parameter %zd in memory", fn, i);
+                    group_free(&gr);
+                    return NULL;
+                }
+            }
+        }
+        if (gr.work && fnl_overlap((PyArrayObject *)upd, (PyArrayObject *)args[7])) {
+            PyErr_Format(PyExc_ValueError, "[%s] update overlaps the workspace in memory", fn);
+            group_free(&gr);
+            return NULL;
+        }
+        update = PyArray_DATA((PyArrayObject *)upd);
+        update_len = PyArray_DIM((PyArrayObject *)upd, 0);
+    }
     npy_intp shape[1] = {gr.count};
     PyArrayObject *trust = (PyArrayObject *)PyArray_SimpleNew(1, shape, NPY_FLOAT64);
     if (!trust) { group_free(&gr); return NULL; }
@@ -286,8 +341,8 @@ static PyObject *lamb_step(PyObject *self, PyObject *const *args, Py_ssize_t nar
     int32_t status;
     FNL_ENGINE_CALL(gr.total * 16,
         status = fnl_lamb_step(gr.count, gr.p, gr.g, gr.s0, gr.s1, gr.sizes, PyArray_DATA(gr.decay),
-                               GROUP_CHAINS(gr), (float)hp[0], (float)hp[1], (float)hp[2], (float)hp[3],
-                               (int64_t)step, check, PyArray_DATA(trust), err, sizeof err));
+                               GROUP_CHAINS(gr), update, update_len, (float)hp[0], (float)hp[1], (float)hp[2],
+                               (float)hp[3], (int64_t)step, check, PyArray_DATA(trust), err, sizeof err));
     group_free(&gr);
     if (fnl_raise_status(status, fn, err) < 0) { Py_DECREF(trust); return NULL; }
     return (PyObject *)trust;
@@ -362,7 +417,7 @@ PyMethodDef fnl_optim_methods[] = {
      "step, check_finite)"},
     {"lamb_step", FASTCALL(lamb_step),
      "lamb_step(params, grads, exp_avg, exp_avg_sq, decay, chains, chain_lam, workspace, lr, beta1, beta2, eps, "
-     "step, check_finite) -> trust ratios"},
+     "step, check_finite, update) -> trust ratios"},
     {"norm_match", FASTCALL(norm_match), "norm_match(params, chains, n_chains, targets) -> norms before"},
     {NULL, NULL, 0, NULL},
 };

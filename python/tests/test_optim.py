@@ -5,12 +5,16 @@ parameters agree with the float64 reference to rtol 2e-5 / atol 2e-6 (SGD) and
 rtol 5e-5 / atol 5e-6 (Adam-type, whose r = m_hat / (sqrt(v_hat) + eps) amplifies rounding
 where v is small).
 """
+import os
+import sys
+
 import numpy as np
 import pytest
 
 import fnl.optim as fo
 from fnl.nn.parameter import FactorGroup, Parameter
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from optim_reference import RefAdamW, RefLAMB, RefModel, RefSGD, fd_grads, product_norm
 
 SGD_TOL = dict(rtol=2e-5, atol=2e-6)

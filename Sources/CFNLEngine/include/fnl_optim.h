@@ -49,12 +49,13 @@ int32_t fnl_adamw_step(int64_t count, float *const *params, const float *const *
 
 /* LAMB / FLAMBe: moments and r as for AdamW, u = r + D, per tensor
  * trust = ||w|| / ||u|| (1 when either norm is 0), w -= lr trust u.
- * trust_out (may be NULL) receives the count trust ratios. */
+ * update (update_len >= the total size of the group, or NULL for a temporary) holds u between
+ * the two passes. trust_out (may be NULL) receives the count trust ratios. */
 int32_t fnl_lamb_step(int64_t count, float *const *params, const float *const *grads,
                       float *const *exp_avg, float *const *exp_avg_sq,
                       const int64_t *sizes, const float *decay,
                       int64_t n_chains, int64_t chains_len, const int64_t *chains, const float *chain_lam,
-                      float *workspace, int64_t workspace_len,
+                      float *workspace, int64_t workspace_len, float *update, int64_t update_len,
                       float lr, float beta1, float beta2, float eps, int64_t step,
                       int32_t check_finite, double *trust_out, char *err, size_t err_cap);
 

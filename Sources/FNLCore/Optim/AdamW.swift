@@ -46,7 +46,7 @@ public struct AdamMoments {
     /// r = m_hat / (sqrt(v_hat) + eps) from updated moments.
     @inline(__always)
     func direction(_ m: Lanes, _ v: Lanes) -> Lanes {
-        (m * Lanes(repeating: c1)) / (v.squareRoot() * Lanes(repeating: c2) + Lanes(repeating: eps))
+        (m * Lanes(repeating: c1)) / (vsqrt(v) * Lanes(repeating: c2) + Lanes(repeating: eps))
     }
 }
 

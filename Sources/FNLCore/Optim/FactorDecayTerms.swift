@@ -29,11 +29,11 @@ public struct FactorProduct: Equatable {
         var out: [FactorProduct] = []
         var owner = [Int](repeating: -1, count: sizes.count)
         var at = 0
-        func next(_ what: String) throws -> Int {
-            try require(at < flat.count, "factor product \(out.count): record truncated before \(what)")
+        func next(_ what: @autoclosure () -> String) throws -> Int {
+            try require(at < flat.count, "factor product \(out.count): record truncated before \(what())")
             let x = flat[at]
             at += 1
-            try require(x >= 0 && x <= Int64(Int32.max), "factor product \(out.count): \(what) must be in 0..\(Int32.max), got \(x)")
+            try require(x >= 0 && x <= Int64(Int32.max), "factor product \(out.count): \(what()) must be in 0..\(Int32.max), got \(x)")
             return Int(x)
         }
         while at < flat.count {
@@ -57,7 +57,12 @@ public struct FactorProduct: Equatable {
             try require(batch >= 1, "factor product \(c): batch must be >= 1, got \(batch)")
             for (j, r) in ranks.enumerated() { try require(r >= 1, "factor product \(c): r_\(j) must be >= 1, got \(r)") }
             func expect(_ t: Int, _ dims: [Int], _ name: String) throws {
-                let want = try Dimensions.product(dims, "factor product \(c) \(name)")
+                var want = 1
+                for d in dims {
+                    let (r, o) = want.multipliedReportingOverflow(by: d)
+                    if o { throw FNLError.invalid("factor product \(c): \(name) has absurd shape \(dims) (overflow)") }
+                    want = r
+                }
                 try require(sizes[t] == want, "factor product \(c): \(name) (tensor \(t)) must hold \(want) floats "
                                 + "(shape \(dims)), got \(sizes[t])")
             }

@@ -12,23 +12,45 @@
 ///     trust   = ||w||_2 / ||u||_2, or 1 when either norm is 0   (phi = identity)
 ///     w      -= lr * trust * u
 ///
-/// Two passes over each chunk: the first updates m and v and accumulates ||w||^2 and ||u||^2
-/// (float SIMD accumulators flushed to float64 every 1024 floats, partial sums reduced in
-/// chunk order: deterministic for any thread count); the second recomputes u from the
-/// stored m, v (bit-identical arithmetic) and applies the step, so no buffer for u is needed.
+/// Two passes: the first updates m and v, writes u into an update buffer (one float per
+/// parameter, caller-provided or temporary) and accumulates ||w||^2 and ||u||^2 (float SIMD
+/// accumulators per block of 1024 floats, summed in float64 and reduced in chunk order:
+/// deterministic for any thread count); the second applies w -= lr * trust * u. Storing u
+/// costs one extra stream but halves the arithmetic (sqrt and division are not recomputed),
+/// which is what bounds this step on SSE-only builds.
 public enum LAMB {
     /// One step; writes each tensor's trust ratio into `trust` when given.
     public static func step(_ t: OptimTensors, expAvg: [UnsafeMutablePointer<Float>],
                             expAvgSq: [UnsafeMutablePointer<Float>],
                             products: [FactorProduct] = [], fdLambda: [Float] = [],
                             workspace: UnsafeMutableBufferPointer<Float>? = nil,
+                            update: UnsafeMutableBufferPointer<Float>? = nil,
                             lr: Float, moments: AdamMoments, checkFinite: Bool = true,
                             trust: UnsafeMutablePointer<Double>? = nil) throws {
         try require(lr.isFinite && lr >= 0, "lr must be a finite number >= 0, got \(lr)")
         try require(expAvg.count == t.count && expAvgSq.count == t.count,
                     "exp_avg and exp_avg_sq must have one buffer per tensor (\(t.count))")
+        if checkFinite { try t.checkGradientsFinite(t.chunks()) }
+        if let update {
+            try require(update.count >= t.totalCount,
+                        "the update buffer must hold at least \(t.totalCount) floats, got \(update.count)")
+            guard let base = update.baseAddress else { throw FNLError.invalid("the update buffer is a null pointer") }
+            try run(t, expAvg, expAvgSq, products, fdLambda, workspace, base, lr, moments, trust)
+        } else {
+            try withScratch(t.totalCount, "the LAMB update") {
+                try run(t, expAvg, expAvgSq, products, fdLambda, workspace, $0, lr, moments, trust)
+            }
+        }
+    }
+
+    private static func run(_ t: OptimTensors, _ expAvg: [UnsafeMutablePointer<Float>],
+                            _ expAvgSq: [UnsafeMutablePointer<Float>], _ products: [FactorProduct],
+                            _ fdLambda: [Float], _ workspace: UnsafeMutableBufferPointer<Float>?,
+                            _ update: UnsafeMutablePointer<Float>, _ lr: Float, _ moments: AdamMoments,
+                            _ trust: UnsafeMutablePointer<Double>?) throws {
+        var offsets = [Int](repeating: 0, count: t.count)
+        for i in 1..<max(t.count, 1) { offsets[i] = offsets[i - 1] + t.sizes[i - 1] }
         let chunks = t.chunks()
-        if checkFinite { try t.checkGradientsFinite(chunks) }
         try FactorDecayTerms.with(t, products, lambda: fdLambda, workspace: workspace) { fd in
             // Pass 1: moments, partial ||w||^2 and ||u||^2 per chunk.
             var partial = [Double](repeating: 0, count: 2 * chunks.count)
@@ -37,25 +59,31 @@ public enum LAMB {
                     let w = UnsafePointer(t.params[c.tensor] + c.lo), g = t.grads[c.tensor] + c.lo
                     let mp = expAvg[c.tensor] + c.lo, vp = expAvgSq[c.tensor] + c.lo
                     let f = fd[c.tensor].map { $0 + c.lo }
+                    let up = update + offsets[c.tensor] + c.lo
                     let lam = Lanes(repeating: t.decay[c.tensor])
-                    var sw = 0.0, su = 0.0, aw = Lanes(repeating: 0), au = Lanes(repeating: 0), n = 0
-                    forEachLanes(c.hi - c.lo) { i, k in
-                        var m = vload(mp, i, k), v = vload(vp, i, k)
-                        let wv = vload(w, i, k)
-                        var u = moments.update(vload(g, i, k), &m, &v) + lam * wv
-                        if let f { u += vload(f, i, k) }
-                        vstore(m, mp, i, k)
-                        vstore(v, vp, i, k)
-                        aw += wv * wv
-                        au += u * u
-                        n += 1
-                        if n == 64 {
-                            sw += Double(aw.sum()); su += Double(au.sum())
-                            aw = Lanes(repeating: 0); au = Lanes(repeating: 0); n = 0
+                    var sw = 0.0, su = 0.0, lo = 0
+                    let n = c.hi - c.lo
+                    while lo < n {                       // blocks of 1024 floats: float partial sums
+                        let len = min(1024, n - lo)
+                        var aw = Lanes(repeating: 0), au = Lanes(repeating: 0)
+                        forEachLanes(len) { i0, k in
+                            let i = lo + i0
+                            var m = vload(mp, i, k), v = vload(vp, i, k)
+                            let wv = vload(w, i, k)
+                            var u = moments.update(vload(g, i, k), &m, &v) + lam * wv
+                            if let f { u += vload(f, i, k) }
+                            vstore(m, mp, i, k)
+                            vstore(v, vp, i, k)
+                            vstore(u, up, i, k)
+                            aw += wv * wv
+                            au += u * u
                         }
+                        sw += Double(aw.sum())
+                        su += Double(au.sum())
+                        lo += len
                     }
-                    sums[2 * k] = sw + Double(aw.sum())
-                    sums[2 * k + 1] = su + Double(au.sum())
+                    sums[2 * k] = sw
+                    sums[2 * k + 1] = su
                 }
             }
             // Trust ratios, reduced in chunk order.
@@ -66,19 +94,12 @@ public enum LAMB {
             }
             let ratios = (0..<t.count).map { trustRatio(wsq[$0], usq[$0]) }
             if let trust { for i in 0..<t.count { trust[i] = ratios[i] } }
-            // Pass 2: w -= lr * trust * u with u recomputed from the stored moments.
+            // Pass 2: w -= lr * trust * u.
             t.run(chunks) { _, c in
                 let w = t.params[c.tensor] + c.lo
-                let mp = UnsafePointer(expAvg[c.tensor] + c.lo), vp = UnsafePointer(expAvgSq[c.tensor] + c.lo)
-                let f = fd[c.tensor].map { $0 + c.lo }
-                let lam = Lanes(repeating: t.decay[c.tensor])
+                let up = UnsafePointer(update + offsets[c.tensor] + c.lo)
                 let scale = Lanes(repeating: Float(Double(lr) * ratios[c.tensor]))
-                forEachLanes(c.hi - c.lo) { i, k in
-                    let wv = vload(w, i, k)
-                    var u = moments.direction(vload(mp, i, k), vload(vp, i, k)) + lam * wv
-                    if let f { u += vload(f, i, k) }
-                    vstore(wv - scale * u, w, i, k)
-                }
+                forEachLanes(c.hi - c.lo) { i, k in vstore(vload(w, i, k) - scale * vload(up, i, k), w, i, k) }
             }
         }
     }

@@ -1,3 +1,7 @@
+#if arch(x86_64)
+import _Builtin_intrinsics.intel
+#endif
+
 /// The parameter tensors of one optimizer step over one parameter group, and the chunked,
 /// threaded traversal every update kernel shares.
 ///
@@ -104,29 +108,44 @@ public struct OptimTensors {
 
 // MARK: - SIMD lanes
 
-/// The vector width of the update kernels.
-public typealias Lanes = SIMD16<Float>
+/// The vector width of the update kernels: 4 floats, one SSE register (the engine is built for
+/// baseline x86-64). Wider Swift SIMD types are legalized with shuffles and spill the
+/// broadcast constants of the Adam-type kernels.
+public typealias Lanes = SIMD4<Float>
+let laneCount = 4
 
-/// Loads `k` (<= 16) floats from p[i...], zero-filling the remaining lanes.
+/// Loads `k` (<= laneCount) floats from p[i...], zero-filling the remaining lanes.
 @inline(__always)
 func vload(_ p: UnsafePointer<Float>, _ i: Int, _ k: Int) -> Lanes {
-    if k == 16 { return UnsafeRawPointer(p + i).loadUnaligned(as: Lanes.self) }
+    if k == laneCount { return UnsafeRawPointer(p + i).loadUnaligned(as: Lanes.self) }
     var v = Lanes(repeating: 0)
     for j in 0..<k { v[j] = p[i + j] }
     return v
 }
 
-/// Stores the first `k` (<= 16) lanes of v into p[i...].
+/// Stores the first `k` (<= laneCount) lanes of v into p[i...].
 @inline(__always)
 func vstore(_ v: Lanes, _ p: UnsafeMutablePointer<Float>, _ i: Int, _ k: Int) {
-    if k == 16 { UnsafeMutableRawPointer(p + i).storeBytes(of: v, as: Lanes.self); return }
+    if k == laneCount { UnsafeMutableRawPointer(p + i).storeBytes(of: v, as: Lanes.self); return }
     for j in 0..<k { p[i + j] = v[j] }
 }
 
-/// Calls body(i, k) for i = 0, 16, 32 ... < n with k = min(16, n - i) lanes valid.
+/// Lane-wise square root as packed instructions (sqrtps). `SIMD.squareRoot()` compiles to
+/// one libm-guarded sqrtss per lane (the errno path of sqrtf), about 5x slower.
+@inline(__always)
+func vsqrt(_ x: Lanes) -> Lanes {
+    #if arch(x86_64)
+    return _mm_sqrt_ps(x)
+    #else
+    return x.squareRoot()
+    #endif
+}
+
+/// Calls body(i, k) for i = 0, laneCount, 2 laneCount ... < n with k = min(laneCount, n - i)
+/// lanes valid.
 @inline(__always)
 func forEachLanes(_ n: Int, _ body: (Int, Int) -> Void) {
     var i = 0
-    while i + 16 <= n { body(i, 16); i += 16 }
+    while i + laneCount <= n { body(i, laneCount); i += laneCount }
     if i < n { body(i, n - i) }
 }

@@ -43,6 +43,7 @@ class LAMB(Optimizer):
                         weight_decay=weight_decay, decay=self.default_decay if decay is None else decay)
         super().__init__(params, defaults, check_finite)
         self._trust = [None] * len(self.param_groups)
+        self._update = [None] * len(self.param_groups)   # u between the engine's two passes
 
     def _check_hyper(self, group, g):
         super()._check_hyper(group, g)
@@ -50,10 +51,15 @@ class LAMB(Optimizer):
 
     def _step_group(self, g, group, plan, decay, chains, lam, work):
         b1, b2 = group["betas"]
+        total = sum(p.data.size for p in plan.params)
+        while len(self._update) <= g:
+            self._update.append(None)
+        if self._update[g] is None or self._update[g].size < total:
+            self._update[g] = np.empty(total, dtype=np.float32)
         trust = _native.lamb_step(plan.datas(), plan.grads(), self._state_buffers(g, "exp_avg"),
                                   self._state_buffers(g, "exp_avg_sq"), decay, chains, lam, work,
                                   float(group["lr"]), float(b1), float(b2), float(group["eps"]),
-                                  self.steps[g] + 1, self.check_finite)
+                                  self.steps[g] + 1, self.check_finite, self._update[g])
         while len(self._trust) <= g:
             self._trust.append(None)
         self._trust[g] = trust
