@@ -18,7 +18,9 @@ metrics.jsonl and model.npz); the folder then gets
   overcomplete models collapsed, training time) and which of the paper's orderings held;
 * ``results.json``: every number (per run and aggregated);
 * ``accuracy_vs_params.png``, ``training_curves.png`` (train loss and test accuracy per
-  epoch), ``effective_step_size.png`` (mean over conv layers of lr / ||W||_F^2 per epoch).
+  epoch), ``effective_step_size.png`` (mean over conv layers of lr0 / ||W||_F^2 per epoch, lr0
+  the base learning rate: the schedule's common factor is left out so the curves show how
+  each decay keeps the norms, as in Fig. 3 of the paper).
 """
 from __future__ import annotations
 
@@ -287,9 +289,9 @@ def _plots(out: Path, summary: Dict[str, Dict[str, Any]], runs: Dict[str, List[D
             "train_loss": [[h["train_loss"] for h in r["history"]] for r in rs],
             "test_accuracy": [[100 * h["test_accuracy"] for h in r["history"]] for r in rs],
         }
-        eff = [[h.get("effective_step") or math.nan for h in r["history"]] for r in rs]
+        eff = [[h.get("effective_step_base") or math.nan for h in r["history"]] for r in rs]
         steps[label] = eff
     plots.plot_training_curves(curves, out / "training_curves.png",
                                labels={"train_loss": "training loss", "test_accuracy": "test accuracy (%)"})
     plots.plot_effective_step_size(steps, out / "effective_step_size.png",
-                                   title="effective step size lr / ||W||_F^2 (mean over conv layers)")
+                                   title="effective step size lr0 / ||W||_F^2 (base lr, mean over conv layers)")

@@ -10,7 +10,8 @@ A run writes into its output folder
 * ``metrics.jsonl``: one JSON object per epoch: epoch, lr, train_loss, train_accuracy,
   test_loss, test_accuracy, seconds (training steps of the epoch), samples_per_s,
   effective_step (mean over conv layers of lr / ||W||_F^2, the quantity of Fig. 3 of Shen et
-  al. 2021), frobenius (mean ||W||_F over conv layers) and ``layers``: per layer name, kind,
+  al. 2021, lr being the last step's), effective_step_base (the same with the base lr: the
+  schedule's factor removed, so only the norms differ between runs), frobenius (mean ||W||_F over conv layers) and ``layers``: per layer name, kind,
   ranks, ||W||_F, ||W||_* and lr / ||W||_F^2 (factorized layers measured from their factors,
   W = U M V^T never formed);
 * ``checkpoint.npz``: after every epoch (fnl.checkpoint: atomic, verified): arrays
@@ -659,6 +660,8 @@ def run(cfg: Optional[TrainConfig], out, *, resume: bool = False, force: bool = 
                "train_accuracy": summary["accuracy"] / 100.0, "test_loss": test_loss, "test_accuracy": test_acc,
                "seconds": seconds, "samples_per_s": summary["samples"] / seconds if seconds > 0 else None,
                "effective_step": _mean_over_convs(layers, "effective_step"),
+               "effective_step_base": _mean_over_convs(
+                   [dict(l, base=cfg.effective_lr / l["frobenius"] ** 2) for l in layers if l["frobenius"] > 0], "base"),
                "frobenius": _mean_over_convs(layers, "frobenius"),
                "nuclear": _mean_over_convs(layers, "nuclear"),
                "layers": layers}

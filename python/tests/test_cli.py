@@ -90,7 +90,8 @@ def test_train_end_to_end(trained, capsys):
     rows = ex.read_metrics(out / "metrics.jsonl")
     assert [r["epoch"] for r in rows] == [1, 2]
     for r in rows:
-        for k in ("lr", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "effective_step", "frobenius"):
+        for k in ("lr", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "effective_step", "effective_step_base",
+                  "frobenius"):
             assert isinstance(r[k], float) and np.isfinite(r[k]), k
         kinds = {l["kind"] for l in r["layers"]}
         assert "conv" in kinds and "linear" in kinds
