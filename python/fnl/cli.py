@@ -116,8 +116,8 @@ def _add_common(p: argparse.ArgumentParser, defaults, *, compare: bool) -> None:
     d = defaults
     g = p.add_argument_group("data and model")
     g.add_argument("--data", default=None, metavar="NAME|PATH",
-                   help=f"digits (embedded, default), cifar10 or cifar100 (with --data-path), or a path to an "
-                        f".npz file (images + labels) or an extracted CIFAR python folder")
+                   help="digits (embedded, default), cifar10 or cifar100 (with --data-path), or a path to an "
+                        ".npz file (images + labels) or an extracted CIFAR python folder")
     g.add_argument("--data-path", default=None, metavar="PATH",
                    help="folder of the extracted CIFAR python pickles (for --data cifar10/cifar100)")
     g.add_argument("--no-augment", action="store_true", default=None,
