@@ -401,3 +401,18 @@ def test_default_train_reaches_95_percent_on_digits(tmp_path, capsys):
     assert (cfg["model"], cfg["factorization"], cfg["rank_scale"], cfg["init"], cfg["decay"]) == \
         ("resnet20", "lowrank", 0.25, "spectral", "frobenius")
     assert acc >= 95.0, out
+
+
+def test_train_and_export_on_an_npz_file(tmp_path, capsys):
+    """Any .npz of images + labels: 3 channels, 12x12, 4 classes (crop augmentation applies)."""
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "toy.npz", images=rng.random((120, 12, 12, 3), dtype=np.float32),
+             labels=rng.integers(0, 4, 120))
+    code, out, err = fnl(capsys, "train", "--data", tmp_path / "toy.npz", "--out", tmp_path / "r", "--epochs", "1",
+                         "--model", "vgg-small", *TINY)
+    assert code == 0, err
+    _, record = load_checkpoint(tmp_path / "r" / "model.npz")
+    assert record["architecture"]["in_channels"] == 3 and record["architecture"]["num_classes"] == 4
+    code, out, err = fnl(capsys, "export", tmp_path / "r")
+    assert code == 0, err
+    assert (tmp_path / "r" / "model-dense.npz").exists()
