@@ -50,6 +50,13 @@ def select_openblas_kernels() -> str | None:
 
 requested_coretype = select_openblas_kernels()
 
+# OpenBLAS worker threads spin for about 2**28 cycles after each call before sleeping. In a
+# training loop the engine's OpenBLAS, NumPy's own OpenBLAS copy and the engine's loops take
+# turns, so spinning workers steal the cores the next call needs (measured: a digits training
+# run 2.5x slower with 2 threads on a loaded 2-core machine). A short timeout makes idle
+# workers sleep at once; the user's own setting wins.
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "1")
+
 from . import _native  # noqa: E402  (must follow the kernel selection)
 
 
