@@ -15,6 +15,9 @@
 #ifndef FNL_CONV_H
 #define FNL_CONV_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 #define FNL_CONV_GEOM_LEN 13
 
 /* Validates the geometry; writes the output size and the workspace floats of

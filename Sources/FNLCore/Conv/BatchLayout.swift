@@ -3,10 +3,10 @@
 public enum BatchLayout {
     /// y[n, o, p] = ycm[o, n * plane + p] + bias[o] for n < images, o < channels, p < plane,
     /// `y` pointing at the first image of the chunk (NCHW with `channels` channels).
-    public static func scatter(_ ycm: UnsafePointer<Float>, channels: Int, plane: Int, images: Int,
+    /// `ycm` has leading dimension `ld` >= images * plane.
+    public static func scatter(_ ycm: UnsafePointer<Float>, ld: Int, channels: Int, plane: Int, images: Int,
                                bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>) {
-        let ld = images * plane
-        Threads.parallelFor(channels * images, work: channels * ld) { task in
+        Threads.parallelFor(channels * images, work: channels * images * plane) { task in
             let o = task / images, n = task % images
             let src = ycm + o * ld + n * plane
             let dst = y + (n * channels + o) * plane
@@ -23,9 +23,8 @@ public enum BatchLayout {
     /// `sums` is given, sums[o * images + n] = sum_p gy[n, o, p] (the bias gradient of this
     /// chunk, per image, summed in float64 with SIMD partial sums).
     public static func gather(_ gy: UnsafePointer<Float>, channels: Int, plane: Int, images: Int,
-                              into g: UnsafeMutablePointer<Float>, sums: UnsafeMutablePointer<Double>?) {
-        let ld = images * plane
-        Threads.parallelFor(channels * images, work: channels * ld) { task in
+                              into g: UnsafeMutablePointer<Float>, ld: Int, sums: UnsafeMutablePointer<Double>?) {
+        Threads.parallelFor(channels * images, work: channels * images * plane) { task in
             let o = task / images, n = task % images
             let src = gy + (n * channels + o) * plane
             (g + o * ld + n * plane).update(from: src, count: plane)

@@ -84,7 +84,12 @@ public struct ConvGeometry: Equatable {
         _ = try Dimensions.product([batch, cIn, height, width], "the input x")
         _ = try Dimensions.product([batch, cOut, h.output, w.output], "the output y")
         _ = try Dimensions.product([cOut, cIn, kh, kw], "the kernel")
-        _ = try Dimensions.product([cIn, kh, kw, h.output, w.output], "the lowered input of one image")
+        // One image's plane is a block of columns of the lowered matrices (BLAS 32-bit sizes).
+        _ = try Dimensions.blas(try Dimensions.product([height, width], "the input plane"), "the input plane (h*w)")
+        _ = try Dimensions.blas(try Dimensions.product([h.output, w.output], "the output plane"),
+                                "the output plane (out_h*out_w)")
+        _ = try Dimensions.blas(try Dimensions.product([height, w.output], "the intermediate plane"),
+                                "the intermediate plane (h*out_w)")
     }
 
     /// Reads the 13-entry ABI geometry array (see `abiCount`).

@@ -28,13 +28,16 @@ public enum DenseConv {
             lowering = Lowering(rows: g.h, cols: g.w, channels: g.cIn, channelStride: g.inPlane,
                                 imageStride: g.cIn * g.inPlane, rowStrideChannel: g.kh * g.kw, rowStrideTap: 1)
             let rowsL = lowering.rowCount
-            let perImage = (rowsL + g.cOut) * g.outPlane
+            let perImage = ConvWorkspace.saturatingSumOfProducts([[rowsL, g.outPlane], [g.cOut, g.outPlane]])
             chunk = ConvWorkspace.chunk(batch: g.batch, perImage: perImage, forced: chunkImages)
-            try Dimensions.checkMatrix(rowsL, chunk * g.outPlane, "the lowered input")
-            try Dimensions.checkMatrix(g.cOut, chunk * g.outPlane, "the output of a chunk")
+            ld = ConvWorkspace.leadingDimension(ConvWorkspace.saturatingSumOfProducts([[chunk, g.outPlane]]))
+            try Dimensions.checkMatrix(rowsL, ld, "the lowered input")
+            try Dimensions.checkMatrix(g.cOut, ld, "the output of a chunk")
         }
 
-        var columns: Int { chunk * geometry.outPlane }
+        /// Leading dimension of the channel-major chunk matrices.
+        public let ld: Int
+        var columns: Int { ld }
         /// Floats of workspace of the forward pass: lowered input, channel-major output.
         public var forwardCounts: [Int] { [lowering.rowCount * columns, geometry.cOut * columns] }
         /// Floats of workspace of the backward pass: lowered input (reused for its
@@ -57,16 +60,16 @@ public enum DenseConv {
             var n0 = 0
             while n0 < g.batch {
                 let nb = min(p.chunk, g.batch - n0)
-                let ld = nb * g.outPlane
+                let n = nb * g.outPlane, ld = p.ld
                 let xc = x + n0 * g.cIn * g.inPlane
                 var lowered = UnsafePointer(cols), ldl = ld
                 if p.lowering.isPlainView(images: nb) {
                     lowered = xc; ldl = p.lowering.channelStride
                 } else {
-                    p.lowering.lower(xc, images: nb, into: cols)
+                    p.lowering.lower(xc, images: nb, into: cols, ld: ld)
                 }
-                Blas.gemm(false, false, g.cOut, ld, rowsL, 1, k, rowsL, lowered, ldl, 0, ycm, ld)
-                BatchLayout.scatter(ycm, channels: g.cOut, plane: g.outPlane, images: nb, bias: bias,
+                Blas.gemm(false, false, g.cOut, n, rowsL, 1, k, rowsL, lowered, ldl, 0, ycm, ld)
+                BatchLayout.scatter(ycm, ld: ld, channels: g.cOut, plane: g.outPlane, images: nb, bias: bias,
                                     into: y + n0 * g.cOut * g.outPlane)
                 n0 += nb
             }
@@ -90,20 +93,20 @@ public enum DenseConv {
             var n0 = 0
             while n0 < g.batch {
                 let nb = min(p.chunk, g.batch - n0)
-                let ld = nb * g.outPlane
+                let n = nb * g.outPlane, ld = p.ld
                 let xc = x + n0 * g.cIn * g.inPlane
                 let dxc = dx + n0 * g.cIn * g.inPlane
-                biasSums.gather(gy + n0 * g.cOut * g.outPlane, plane: g.outPlane, images: nb, into: gcm)
+                biasSums.gather(gy + n0 * g.cOut * g.outPlane, plane: g.outPlane, images: nb, into: gcm, ld: ld)
                 let beta: Float = n0 == 0 ? 0 : 1
                 if p.lowering.isPlainView(images: nb) {
                     let ldx = p.lowering.channelStride
-                    Blas.gemm(false, true, g.cOut, rowsL, ld, 1, gcm, ld, xc, ldx, beta, dk, rowsL)
-                    Blas.gemm(true, false, rowsL, ld, g.cOut, 1, k, rowsL, gcm, ld, 0, dxc, ldx)
+                    Blas.gemm(false, true, g.cOut, rowsL, n, 1, gcm, ld, xc, ldx, beta, dk, rowsL)
+                    Blas.gemm(true, false, rowsL, n, g.cOut, 1, k, rowsL, gcm, ld, 0, dxc, ldx)
                 } else {
-                    p.lowering.lower(xc, images: nb, into: cols)
-                    Blas.gemm(false, true, g.cOut, rowsL, ld, 1, gcm, ld, cols, ld, beta, dk, rowsL)
-                    Blas.gemm(true, false, rowsL, ld, g.cOut, 1, k, rowsL, gcm, ld, 0, cols, ld)
-                    p.lowering.liftAdd(cols, images: nb, into: dxc)
+                    p.lowering.lower(xc, images: nb, into: cols, ld: ld)
+                    Blas.gemm(false, true, g.cOut, rowsL, n, 1, gcm, ld, cols, ld, beta, dk, rowsL)
+                    Blas.gemm(true, false, rowsL, n, g.cOut, 1, k, rowsL, gcm, ld, 0, cols, ld)
+                    p.lowering.liftAdd(cols, images: nb, ld: ld, into: dxc)
                 }
                 n0 += nb
             }
@@ -132,8 +135,8 @@ struct BiasAccumulator {
     static func scratchCount(channels: Int, chunk: Int) -> Int { channels * (chunk + 1) }
 
     /// Moves the chunk's output gradient to channel-major `g` and adds its sums.
-    func gather(_ gy: UnsafePointer<Float>, plane: Int, images: Int, into g: UnsafeMutablePointer<Float>) {
-        BatchLayout.gather(gy, channels: channels, plane: plane, images: images, into: g, sums: partial)
+    func gather(_ gy: UnsafePointer<Float>, plane: Int, images: Int, into g: UnsafeMutablePointer<Float>, ld: Int) {
+        BatchLayout.gather(gy, channels: channels, plane: plane, images: images, into: g, ld: ld, sums: partial)
         guard let partial, let total else { return }
         for o in 0..<channels {
             var s = 0.0

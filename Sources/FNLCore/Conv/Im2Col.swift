@@ -49,89 +49,125 @@ public struct Lowering {
     }
 
     /// Writes L for `images` images (starting at `src`) into `dst` (rowCount x images*outPlane,
-    /// leading dimension images*outPlane).
-    public func lower(_ src: UnsafePointer<Float>, images: Int, into dst: UnsafeMutablePointer<Float>) {
-        let ld = images * outPlane
-        let work = rowCount * ld
-        let kw = cols.kernel
+    /// leading dimension `ld` >= images*outPlane).
+    public func lower(_ src: UnsafePointer<Float>, images: Int, into dst: UnsafeMutablePointer<Float>, ld: Int) {
+        let work = rowCount * images * outPlane
         Threads.parallelFor(rowCount, work: work) { task in
             let c = task / taps, t = task % taps
-            let a = t / kw, b = t % kw
+            let tap = Tap(self, t)
             let row = dst + (c * rowStrideChannel + t * rowStrideTap) * ld
             for n in 0..<images {
-                lowerPlane(src + c * channelStride + n * imageStride, a, b, row + n * outPlane)
+                lowerPlane(src + c * channelStride + n * imageStride, tap, row + n * outPlane)
             }
         }
     }
 
-    /// One output plane of tap (a, b): out[oh, ow] = plane[oh*sh + offH, ow*sw + offW] or 0.
+    /// The valid output ranges and input offsets of one tap (a, b).
+    struct Tap {
+        let vh: Range<Int>, vw: Range<Int>
+        let offH: Int, offW: Int
+        /// Stride 1 on both axes and equal input/output widths: the tap is one shift of the
+        /// whole plane by `shift` = offH * width + offW (plus zeroed edge columns).
+        let contiguous: Bool
+        let shift: Int
+        init(_ l: Lowering, _ t: Int) {
+            let a = t / l.cols.kernel, b = t % l.cols.kernel
+            vh = l.rows.valid(a); vw = l.cols.valid(b)
+            offH = l.rows.offset(a); offW = l.cols.offset(b)
+            contiguous = l.rows.stride == 1 && l.cols.stride == 1 && l.cols.output == l.cols.size
+            shift = offH * l.cols.size + offW
+        }
+    }
+
+    /// One output plane of a tap: out[oh, ow] = plane[oh*sh + offH, ow*sw + offW] or 0.
     @inline(__always)
-    private func lowerPlane(_ plane: UnsafePointer<Float>, _ a: Int, _ b: Int, _ out: UnsafeMutablePointer<Float>) {
+    private func lowerPlane(_ plane: UnsafePointer<Float>, _ tap: Tap, _ out: UnsafeMutablePointer<Float>) {
         let outW = cols.output, inW = cols.size
-        let vh = rows.valid(a), vw = cols.valid(b)
-        let offH = rows.offset(a), offW = cols.offset(b)
-        let sh = rows.stride, sw = cols.stride
+        let vh = tap.vh, vw = tap.vw
+        if vh.isEmpty || vw.isEmpty { out.update(repeating: 0, count: outPlane); return }
         if vh.lowerBound > 0 { out.update(repeating: 0, count: vh.lowerBound * outW) }
         if vh.upperBound < rows.output {
             (out + vh.upperBound * outW).update(repeating: 0, count: (rows.output - vh.upperBound) * outW)
         }
-        if vh.isEmpty { return }
-        // Whole rows that are contiguous in both planes: one copy.
-        if sw == 1 && offW == 0 && outW == inW && sh == 1 {
-            (out + vh.lowerBound * outW).update(from: plane + (vh.lowerBound + offH) * inW, count: vh.count * outW)
+        if tap.contiguous {
+            // dst[i] = src[i + shift] over the valid rows, clamped to the plane; the entries of
+            // invalid columns (read from a neighbouring row or clamped away) are zeroed after.
+            let lo0 = vh.lowerBound * outW, hi0 = vh.upperBound * outW
+            let lo = max(lo0, -tap.shift), hi = min(hi0, inPlane - tap.shift)
+            if lo > lo0 { (out + lo0).update(repeating: 0, count: lo - lo0) }
+            if hi < hi0 { (out + max(hi, lo0)).update(repeating: 0, count: hi0 - max(hi, lo0)) }
+            if lo < hi { (out + lo).update(from: plane + lo + tap.shift, count: hi - lo) }
+            if vw.lowerBound > 0 || vw.upperBound < outW {
+                for oh in vh {
+                    let drow = out + oh * outW
+                    for ow in 0..<vw.lowerBound { drow[ow] = 0 }
+                    for ow in vw.upperBound..<outW { drow[ow] = 0 }
+                }
+            }
             return
         }
+        let sh = rows.stride, sw = cols.stride
         for oh in vh {
-            let srow = plane + (oh * sh + offH) * inW
+            let srow = plane + (oh * sh + tap.offH) * inW
             let drow = out + oh * outW
             if vw.lowerBound > 0 { drow.update(repeating: 0, count: vw.lowerBound) }
             if vw.upperBound < outW { (drow + vw.upperBound).update(repeating: 0, count: outW - vw.upperBound) }
-            if vw.isEmpty { continue }
             if sw == 1 {
-                (drow + vw.lowerBound).update(from: srow + vw.lowerBound + offW, count: vw.count)
+                (drow + vw.lowerBound).update(from: srow + vw.lowerBound + tap.offW, count: vw.count)
             } else {
-                for ow in vw { drow[ow] = srow[ow * sw + offW] }
+                for ow in vw { drow[ow] = srow[ow * sw + tap.offW] }
             }
         }
     }
 
     /// The adjoint of `lower`: for every channel and image, the input plane at `dst` is
     /// overwritten with sum over taps of the lowered gradient `lowered` scattered back to
-    /// the input positions it was read from (padding positions dropped).
-    public func liftAdd(_ lowered: UnsafePointer<Float>, images: Int, into dst: UnsafeMutablePointer<Float>) {
-        let ld = images * outPlane
-        let work = rowCount * ld
-        let kw = cols.kernel
-        Threads.parallelFor(channels * images, work: work) { task in
-            let c = task / images, n = task % images
-            let plane = dst + c * channelStride + n * imageStride
-            plane.update(repeating: 0, count: inPlane)
-            for t in 0..<taps {
-                let a = t / kw, b = t % kw
-                let src = lowered + (c * rowStrideChannel + t * rowStrideTap) * ld + n * outPlane
-                liftPlane(src, a, b, plane)
+    /// the input positions it was read from (padding positions dropped); `lowered` has
+    /// leading dimension `ld`. `lowered` is used
+    /// as scratch: its entries at padding positions may be set to zero.
+    public func liftAdd(_ lowered: UnsafeMutablePointer<Float>, images: Int, ld: Int, into dst: UnsafeMutablePointer<Float>) {
+        let work = rowCount * images * outPlane
+        let tapInfo = (0..<taps).map { Tap(self, $0) }
+        tapInfo.withUnsafeBufferPointer { tapInfo in
+            Threads.parallelFor(channels * images, work: work) { task in
+                let c = task / images, n = task % images
+                let plane = dst + c * channelStride + n * imageStride
+                plane.update(repeating: 0, count: inPlane)
+                for t in 0..<taps {
+                    let src = lowered + (c * rowStrideChannel + t * rowStrideTap) * ld + n * outPlane
+                    liftPlane(src, tapInfo[t], plane)
+                }
             }
         }
     }
 
     @inline(__always)
-    private func liftPlane(_ src: UnsafePointer<Float>, _ a: Int, _ b: Int, _ plane: UnsafeMutablePointer<Float>) {
+    private func liftPlane(_ src: UnsafeMutablePointer<Float>, _ tap: Tap, _ plane: UnsafeMutablePointer<Float>) {
         let outW = cols.output, inW = cols.size
-        let vh = rows.valid(a), vw = cols.valid(b)
+        let vh = tap.vh, vw = tap.vw
         if vh.isEmpty || vw.isEmpty { return }
-        let offH = rows.offset(a), offW = cols.offset(b)
-        let sh = rows.stride, sw = cols.stride
-        if sw == 1 && offW == 0 && outW == inW && sh == 1 {
-            addInto(plane + (vh.lowerBound + offH) * inW, src + vh.lowerBound * outW, vh.count * outW)
+        if tap.contiguous {
+            // Zero the lowered entries of invalid columns, then plane[i + shift] += src[i] over
+            // the valid rows (clamped to the plane): the zeros land harmlessly.
+            if vw.lowerBound > 0 || vw.upperBound < outW {
+                for oh in vh {
+                    let srow = src + oh * outW
+                    for ow in 0..<vw.lowerBound { srow[ow] = 0 }
+                    for ow in vw.upperBound..<outW { srow[ow] = 0 }
+                }
+            }
+            let lo = max(vh.lowerBound * outW, -tap.shift), hi = min(vh.upperBound * outW, inPlane - tap.shift)
+            if lo < hi { addInto(plane + lo + tap.shift, src + lo, hi - lo) }
             return
         }
+        let sh = rows.stride, sw = cols.stride
         for oh in vh {
-            let drow = plane + (oh * sh + offH) * inW
+            let drow = plane + (oh * sh + tap.offH) * inW
             let srow = src + oh * outW
             if sw == 1 {
-                addInto(drow + vw.lowerBound + offW, srow + vw.lowerBound, vw.count)
+                addInto(drow + vw.lowerBound + tap.offW, srow + vw.lowerBound, vw.count)
             } else {
-                for ow in vw { drow[ow * sw + offW] += srow[ow] }
+                for ow in vw { drow[ow * sw + tap.offW] += srow[ow] }
             }
         }
     }

@@ -73,11 +73,13 @@ public enum LowRankConv {
                 chunk = d.chunk
             } else {
                 dense = nil
-                let perImage = (cols + rank) * g.h.size * g.w.output + (g.kh * rank + g.cOut) * g.outPlane
+                let midPlane = g.h.size * g.w.output
+                let perImage = ConvWorkspace.saturatingSumOfProducts([[cols, midPlane], [rank, midPlane],
+                                                                  [g.kh, rank, g.outPlane], [g.cOut, g.outPlane]])
                 chunk = ConvWorkspace.chunk(batch: g.batch, perImage: perImage, forced: chunkImages)
-                try Dimensions.checkMatrix(cols, chunk * g.h.size * g.w.output, "the lowered input of stage 1")
-                try Dimensions.checkMatrix(g.kh * rank, chunk * g.outPlane, "the lowered input of stage 2")
-                try Dimensions.checkMatrix(g.cOut, chunk * g.outPlane, "the output of a chunk")
+                try Dimensions.checkMatrix(cols, ConvWorkspace.leadingDimension(chunk * midPlane), "the lowered input of stage 1")
+                try Dimensions.checkMatrix(g.kh * rank, ConvWorkspace.leadingDimension(chunk * g.outPlane), "the lowered input of stage 2")
+                try Dimensions.checkMatrix(g.cOut, ConvWorkspace.leadingDimension(chunk * g.outPlane), "the output of a chunk")
                 _ = try Dimensions.blas(g.batch * g.h.size * g.w.output, "the intermediate's columns")
             }
         }
@@ -103,10 +105,14 @@ public enum LowRankConv {
                             imageStride: midPlane, rowStrideChannel: 1, rowStrideTap: rank)
         }
 
+        /// Leading dimensions of the chunk matrices over intermediate pixels (stage 1) and
+        /// over output pixels (stage 2).
+        var ld1: Int { ConvWorkspace.leadingDimension(chunk * midPlane) }
+        var ld2: Int { ConvWorkspace.leadingDimension(chunk * geometry.outPlane) }
+
         var fusedCounts: [Int] {
             let g = geometry
-            return [g.cIn * g.kw * chunk * midPlane, rank * chunk * midPlane,
-                    g.kh * rank * chunk * g.outPlane, g.cOut * chunk * g.outPlane]
+            return [g.cIn * g.kw * ld1, rank * ld1, g.kh * rank * ld2, g.cOut * ld2]
         }
         /// Floats of batch-sized workspace of the forward pass.
         public var forwardCounts: [Int] { dense?.forwardCounts ?? fusedCounts }
@@ -176,23 +182,32 @@ public enum LowRankConv {
                 let (x1, zbuf, x2, ycm) = (s[0], s[1], s[2], s[3])
                 let r = p.rank, cols = p.colsW, kr = g.kh * r
                 let st1 = p.stage1
+                let ld1 = p.ld1, ld2 = p.ld2
                 var n0 = 0
                 while n0 < g.batch {
                     let nb = min(p.chunk, g.batch - n0)
-                    let ld1 = nb * p.midPlane, ld2 = nb * g.outPlane
+                    let n1 = nb * p.midPlane, n2 = nb * g.outPlane
                     // Stage 1: z = B^T L1(x).
                     let xc = x + n0 * g.cIn * g.inPlane
                     var l1 = UnsafePointer(x1), ldl1 = ld1
-                    if st1.isPlainView(images: nb) { l1 = xc; ldl1 = st1.channelStride } else { st1.lower(xc, images: nb, into: x1) }
+                    if st1.isPlainView(images: nb) {
+                        l1 = xc; ldl1 = st1.channelStride
+                    } else {
+                        st1.lower(xc, images: nb, into: x1, ld: ld1)
+                    }
                     var z = zbuf, ldz = ld1
                     if let intermediate { z = intermediate + n0 * p.midPlane; ldz = g.batch * p.midPlane }
-                    Blas.gemm(false, false, r, ld1, cols, 1, bt, cols, l1, ldl1, 0, z, ldz)
+                    Blas.gemm(false, false, r, n1, cols, 1, bt, cols, l1, ldl1, 0, z, ldz)
                     // Stage 2: y = A' L2(z).
                     let st2 = p.stage2(channelStride: ldz)
                     var l2 = UnsafePointer(x2), ldl2 = ld2
-                    if st2.isPlainView(images: nb) { l2 = UnsafePointer(z); ldl2 = ldz } else { st2.lower(z, images: nb, into: x2) }
-                    Blas.gemm(false, false, g.cOut, ld2, kr, 1, a, kr, l2, ldl2, 0, ycm, ld2)
-                    BatchLayout.scatter(ycm, channels: g.cOut, plane: g.outPlane, images: nb, bias: bias,
+                    if st2.isPlainView(images: nb) {
+                        l2 = UnsafePointer(z); ldl2 = ldz
+                    } else {
+                        st2.lower(z, images: nb, into: x2, ld: ld2)
+                    }
+                    Blas.gemm(false, false, g.cOut, n2, kr, 1, a, kr, l2, ldl2, 0, ycm, ld2)
+                    BatchLayout.scatter(ycm, ld: ld2, channels: g.cOut, plane: g.outPlane, images: nb, bias: bias,
                                         into: y + n0 * g.cOut * g.outPlane)
                     n0 += nb
                 }

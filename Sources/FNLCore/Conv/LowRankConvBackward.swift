@@ -52,44 +52,45 @@ extension LowRankConv {
                                           enabled: dbias != nil, "the bias gradient") { sums in
                         let biasSums = BiasAccumulator(channels: g.cOut, scratch: sums)
                         let st1 = p.stage1
+                        let ld1 = p.ld1, ld2 = p.ld2
                         var n0 = 0
                         while n0 < g.batch {
                             let nb = min(p.chunk, g.batch - n0)
-                            let ld1 = nb * p.midPlane, ld2 = nb * g.outPlane
+                            let n1 = nb * p.midPlane, n2 = nb * g.outPlane
                             let beta: Float = n0 == 0 ? 0 : 1
-                            biasSums.gather(gy + n0 * g.cOut * g.outPlane, plane: g.outPlane, images: nb, into: gcm)
+                            biasSums.gather(gy + n0 * g.cOut * g.outPlane, plane: g.outPlane, images: nb, into: gcm, ld: ld2)
                             // L1(x) and z.
                             let xc = x + n0 * g.cIn * g.inPlane
                             let dxc = dx + n0 * g.cIn * g.inPlane
                             let plain1 = st1.isPlainView(images: nb)
                             var l1 = UnsafePointer(x1), ldl1 = ld1
-                            if plain1 { l1 = xc; ldl1 = st1.channelStride } else { st1.lower(xc, images: nb, into: x1) }
+                            if plain1 { l1 = xc; ldl1 = st1.channelStride } else { st1.lower(xc, images: nb, into: x1, ld: ld1) }
                             var z = UnsafePointer(zbuf), ldz = ld1
                             if let intermediate {
                                 z = intermediate + n0 * p.midPlane; ldz = g.batch * p.midPlane
                             } else {
-                                Blas.gemm(false, false, r, ld1, cols, 1, bt, cols, l1, ldl1, 0, zbuf, ld1)
+                                Blas.gemm(false, false, r, n1, cols, 1, bt, cols, l1, ldl1, 0, zbuf, ld1)
                             }
                             // dA' += G L2(z)^T.
                             let st2 = p.stage2(channelStride: ldz)
                             var l2 = UnsafePointer(x2), ldl2 = ld2
-                            if st2.isPlainView(images: nb) { l2 = z; ldl2 = ldz } else { st2.lower(z, images: nb, into: x2) }
-                            Blas.gemm(false, true, g.cOut, kr, ld2, 1, gcm, ld2, l2, ldl2, beta, dA, kr)
+                            if st2.isPlainView(images: nb) { l2 = z; ldl2 = ldz } else { st2.lower(z, images: nb, into: x2, ld: ld2) }
+                            Blas.gemm(false, true, g.cOut, kr, n2, 1, gcm, ld2, l2, ldl2, beta, dA, kr)
                             // dz = lift2(A'^T G), into zbuf (z is no longer needed).
                             let lift2 = p.stage2(channelStride: ld1)
                             if lift2.isPlainView(images: nb) {
-                                Blas.gemm(true, false, kr, ld2, g.cOut, 1, a, kr, gcm, ld2, 0, zbuf, ld1)
+                                Blas.gemm(true, false, kr, n2, g.cOut, 1, a, kr, gcm, ld2, 0, zbuf, ld1)
                             } else {
-                                Blas.gemm(true, false, kr, ld2, g.cOut, 1, a, kr, gcm, ld2, 0, x2, ld2)
-                                lift2.liftAdd(x2, images: nb, into: zbuf)
+                                Blas.gemm(true, false, kr, n2, g.cOut, 1, a, kr, gcm, ld2, 0, x2, ld2)
+                                lift2.liftAdd(x2, images: nb, ld: ld2, into: zbuf)
                             }
                             // dB^T += dz L1(x)^T; dx = lift1(B dz).
-                            Blas.gemm(false, true, r, cols, ld1, 1, zbuf, ld1, l1, ldl1, beta, dBt, cols)
+                            Blas.gemm(false, true, r, cols, n1, 1, zbuf, ld1, l1, ldl1, beta, dBt, cols)
                             if plain1 {
-                                Blas.gemm(true, false, cols, ld1, r, 1, bt, cols, zbuf, ld1, 0, dxc, st1.channelStride)
+                                Blas.gemm(true, false, cols, n1, r, 1, bt, cols, zbuf, ld1, 0, dxc, st1.channelStride)
                             } else {
-                                Blas.gemm(true, false, cols, ld1, r, 1, bt, cols, zbuf, ld1, 0, x1, ld1)
-                                st1.liftAdd(x1, images: nb, into: dxc)
+                                Blas.gemm(true, false, cols, n1, r, 1, bt, cols, zbuf, ld1, 0, x1, ld1)
+                                st1.liftAdd(x1, images: nb, ld: ld1, into: dxc)
                             }
                             n0 += nb
                         }
