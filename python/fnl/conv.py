@@ -19,6 +19,14 @@ Conventions (as the rest of fnl):
     batch-sized temporaries are not allocated per call.
   * Bad input raises TypeError (types, dtypes), ValueError (shapes, options, NaN/inf) or
     MemoryError, with the message starting "[fnl.<function>]".
+
+Execution: the batch is processed in chunks of images (about 1 MiB of scratch per thread, so
+that the lowered matrices stay in the L2 caches); per chunk the input is lowered ("im2col",
+in parallel over the thread budget of fnl.set_num_threads) into a channel-major matrix and
+each convolution stage is one OpenBLAS sgemm (which uses the same budget; BLAS is never
+called inside the engine's parallel loops). Results agree across thread counts to float32
+rounding (the chunking, and with it the summation order of kernel gradients, follows the
+thread count).
 """
 from __future__ import annotations
 

@@ -114,10 +114,45 @@ public enum LowRankConv {
             let g = geometry
             return [g.cIn * g.kw * ld1, rank * ld1, g.kh * rank * ld2, g.cOut * ld2]
         }
+        /// Stage 1's backward as a transposed convolution of dz (used when the intermediate
+        /// is saved, the width stride is 1 and kw > 1): dx = M T(dz) and dB from T(dz) x^T,
+        /// with T(dz) the "full" lowering of dz (r*kw rows) instead of the lowered input
+        /// (c_in*kw rows) and its lifted gradient, which moves less memory.
+        var transposedStage1Possible: Bool {
+            let g = geometry
+            return g.kw > 1 && g.w.stride == 1 && g.w.padding <= (g.kw - 1) * g.w.dilation
+        }
+
+        /// Leading dimension of the channel-major input chunk (c_in x images*H*W).
+        var ldx: Int { ConvWorkspace.leadingDimension(chunk * geometry.inPlane) }
+
+        /// The lowering T of dz (channel planes `channelStride` apart): rows (t, j) = t*r + j,
+        /// T[(t, j), (n, h, w)] = dz[j, n, h, w + pw - (kw-1-t)*dw] (zero outside 0..<outW).
+        func transposedStage1(channelStride: Int) throws -> Lowering {
+            let g = geometry
+            let axis = try ConvAxis(size: g.w.output, kernel: g.kw, stride: 1,
+                                    padding: (g.kw - 1) * g.w.dilation - g.w.padding, dilation: g.w.dilation, name: "width")
+            try require(axis.output == g.w.size, "internal: transposed stage 1 width \(axis.output) != \(g.w.size)")
+            return Lowering(rows: .identity(g.h.size), cols: axis, channels: rank, channelStride: channelStride,
+                            imageStride: midPlane, rowStrideChannel: 1, rowStrideTap: rank)
+        }
+
+        /// Floats of batch-sized workspace of the backward pass of the fused path: part 0
+        /// holds either L1 or (x channel-major, T(dz)).
+        var fusedBackwardCounts: [Int] {
+            var c = fusedCounts
+            if transposedStage1Possible {
+                let g = geometry
+                let (t, o) = (g.cIn + g.kw * rank).multipliedReportingOverflow(by: ldx)
+                c[0] = max(c[0], o ? Int.max : t)
+            }
+            return c
+        }
+
         /// Floats of batch-sized workspace of the forward pass.
         public var forwardCounts: [Int] { dense?.forwardCounts ?? fusedCounts }
         /// Floats of batch-sized workspace of the backward pass.
-        public var backwardCounts: [Int] { dense?.backwardCounts ?? fusedCounts }
+        public var backwardCounts: [Int] { dense?.backwardCounts ?? fusedBackwardCounts }
         public var forwardWorkspace: Int { (try? ConvWorkspace.total(forwardCounts)) ?? Int.max }
         public var backwardWorkspace: Int { (try? ConvWorkspace.total(backwardCounts)) ?? Int.max }
         var rowsW: Int { geometry.cOut * geometry.kh }

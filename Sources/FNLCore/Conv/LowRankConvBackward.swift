@@ -43,9 +43,19 @@ extension LowRankConv {
                 return
             }
             let r = p.rank, cols = p.colsW, kr = g.kh * r
-            try withScratch([p.rowsW * r, r * cols, c.vCount], "the factor gradients") { sg in
-                let (dA, dBt, dvt) = (sg[0], sg[1], sg[2])
-                try ConvWorkspace.with(p.fusedCounts, external: workspace, externalCount: workspaceCount,
+            let transposed = intermediate != nil && p.transposedStage1Possible
+            let tStage = transposed ? try p.transposedStage1(channelStride: p.ld1) : nil
+            try withScratch([p.rowsW * r, r * cols, c.vCount, transposed ? cols * r : 1, transposed ? cols * r : 1],
+                            "the factor gradients") { sg in
+                let (dA, dBt, dvt, mT, dT) = (sg[0], sg[1], sg[2], sg[3], sg[4])
+                let rk = g.kw * r
+                if transposed {
+                    // M[c, t*r + j] = B^T[j, c*kw + (kw-1-t)].
+                    for ch in 0..<g.cIn { for t in 0..<g.kw { for j in 0..<r {
+                        mT[ch * rk + t * r + j] = bt[j * cols + ch * g.kw + (g.kw - 1 - t)]
+                    } } }
+                }
+                try ConvWorkspace.with(p.fusedBackwardCounts, external: workspace, externalCount: workspaceCount,
                                        "the lowrank_conv2d backward pass") { s in
                     let (x1, zbuf, x2, gcm) = (s[0], s[1], s[2], s[3])
                     try withDoubleScratch(BiasAccumulator.scratchCount(channels: g.cOut, chunk: p.chunk),
@@ -64,7 +74,13 @@ extension LowRankConv {
                             let dxc = dx + n0 * g.cIn * g.inPlane
                             let plain1 = st1.isPlainView(images: nb)
                             var l1 = UnsafePointer(x1), ldl1 = ld1
-                            if plain1 { l1 = xc; ldl1 = st1.channelStride } else { st1.lower(xc, images: nb, into: x1, ld: ld1) }
+                            if transposed {
+                                // nothing: stage 1's backward below reads x channel-major
+                            } else if plain1 {
+                                l1 = xc; ldl1 = st1.channelStride
+                            } else {
+                                st1.lower(xc, images: nb, into: x1, ld: ld1)
+                            }
                             var z = UnsafePointer(zbuf), ldz = ld1
                             if let intermediate {
                                 z = intermediate + n0 * p.midPlane; ldz = g.batch * p.midPlane
@@ -85,6 +101,18 @@ extension LowRankConv {
                                 lift2.liftAdd(x2, images: nb, ld: ld2, into: zbuf)
                             }
                             // dB^T += dz L1(x)^T; dx = lift1(B dz).
+                            if let tStage {
+                                // Transposed form: T = T(dz), D += T x^T, dx = M T.
+                                let ldx = p.ldx, nx = nb * g.inPlane
+                                let xcm = x1, tm = x1 + g.cIn * ldx
+                                BatchLayout.gather(xc, channels: g.cIn, plane: g.inPlane, images: nb, into: xcm, ld: ldx, sums: nil)
+                                tStage.lower(zbuf, images: nb, into: tm, ld: ldx)
+                                Blas.gemm(false, true, rk, g.cIn, nx, 1, tm, ldx, xcm, ldx, beta, dT, g.cIn)
+                                Blas.gemm(false, false, g.cIn, nx, rk, 1, mT, rk, tm, ldx, 0, xcm, ldx)
+                                BatchLayout.scatter(xcm, ld: ldx, channels: g.cIn, plane: g.inPlane, images: nb, bias: nil, into: dxc)
+                                n0 += nb
+                                continue
+                            }
                             Blas.gemm(false, true, r, cols, n1, 1, zbuf, ld1, l1, ldl1, beta, dBt, cols)
                             if plain1 {
                                 Blas.gemm(true, false, cols, n1, r, 1, bt, cols, zbuf, ld1, 0, dxc, st1.channelStride)
@@ -96,6 +124,12 @@ extension LowRankConv {
                         }
                         if let dbias { biasSums.write(dbias) }
                     }
+                }
+                if transposed {
+                    // dB^T[j, c*kw + (kw-1-t)] = D[t*r + j, c].
+                    for ch in 0..<g.cIn { for t in 0..<g.kw { for j in 0..<r {
+                        dBt[j * cols + ch * g.kw + (g.kw - 1 - t)] = dT[(t * r + j) * g.cIn + ch]
+                    } } }
                 }
                 let s1 = p.split + 1
                 try ChainRule.gradients(Array(f[0..<s1]), g: dA, into: [du] + Array(dMiddle[0..<p.split]))
