@@ -14,7 +14,14 @@
 ///
 /// What the backward needs from the forward: only x and the factors (and bias presence).
 /// The intermediate z (r, N, H, outW) is recomputed (one product of r x c_in*kw per pixel
-/// row) unless the caller saved it in the forward pass and passes it here.
+/// row) unless the caller saved it in the forward pass and passes it here. With z saved,
+/// width stride 1 and kw > 1, stage 1 is differentiated as a transposed convolution instead:
+/// with T = T(dz) the "full" lowering of dz (rows (t, j), `Plan.transposedStage1`) and x in
+/// channel-major form,
+///
+///     dB^T[j, c*kw + kw-1-t] = (T x^T)[t*r + j, c],    dx = M T,  M[c, t*r + j] = B^T[j, c*kw + kw-1-t],
+///
+/// which lowers r*kw rows instead of c_in*kw and needs no lift (less memory traffic).
 extension LowRankConv {
     public static func backward(_ p: Plan, gradOutput gy: UnsafePointer<Float>, x: UnsafePointer<Float>,
                                 u: UnsafePointer<Float>, v: UnsafePointer<Float>, middle: [UnsafePointer<Float>],
