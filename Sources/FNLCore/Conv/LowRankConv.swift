@@ -114,13 +114,14 @@ public enum LowRankConv {
             let g = geometry
             return [g.cIn * g.kw * ld1, rank * ld1, g.kh * rank * ld2, g.cOut * ld2]
         }
-        /// Stage 1's backward as a transposed convolution of dz (used when the intermediate
-        /// is saved, the width stride is 1 and kw > 1): dx = M T(dz) and dB from T(dz) x^T,
-        /// with T(dz) the "full" lowering of dz (r*kw rows) instead of the lowered input
-        /// (c_in*kw rows) and its lifted gradient, which moves less memory.
+        /// Stage 1 through the "full" lowering T of the intermediate (r*kw rows) instead of the
+        /// lowered input L1 (c_in*kw rows), which moves less memory; used when the width stride
+        /// is 1, kw > 1 and r <= c_in (padding at most the dilated kernel width minus 1):
+        ///     forward   z  = lift_T(M^T x)      (x channel-major, M[c, t*r + j] = B^T[j, c*kw + kw-1-t])
+        ///     backward  dx = M T(dz),  dB^T[j, c*kw + kw-1-t] = (T(dz) x^T)[t*r + j, c].
         var transposedStage1Possible: Bool {
             let g = geometry
-            return g.kw > 1 && g.w.stride == 1 && g.w.padding <= (g.kw - 1) * g.w.dilation
+            return g.kw > 1 && g.w.stride == 1 && g.w.padding <= (g.kw - 1) * g.w.dilation && rank <= g.cIn
         }
 
         /// Leading dimension of the channel-major input chunk (c_in x images*H*W).
@@ -137,8 +138,8 @@ public enum LowRankConv {
                             imageStride: midPlane, rowStrideChannel: 1, rowStrideTap: rank)
         }
 
-        /// Floats of batch-sized workspace of the backward pass of the fused path: part 0
-        /// holds either L1 or (x channel-major, T(dz)).
+        /// Floats of batch-sized workspace of the fused path: part 0 holds either L1 or
+        /// (x channel-major, M^T x or T(dz)).
         var fusedBackwardCounts: [Int] {
             var c = fusedCounts
             if transposedStage1Possible {
@@ -150,7 +151,7 @@ public enum LowRankConv {
         }
 
         /// Floats of batch-sized workspace of the forward pass.
-        public var forwardCounts: [Int] { dense?.forwardCounts ?? fusedCounts }
+        public var forwardCounts: [Int] { dense?.forwardCounts ?? fusedBackwardCounts }
         /// Floats of batch-sized workspace of the backward pass.
         public var backwardCounts: [Int] { dense?.backwardCounts ?? fusedBackwardCounts }
         public var forwardWorkspace: Int { (try? ConvWorkspace.total(forwardCounts)) ?? Int.max }
@@ -194,6 +195,14 @@ public enum LowRankConv {
         }
     }
 
+    /// M (c_in x kw*r) of the transposed stage 1: M[c, t*r + j] = B^T[j, c*kw + kw-1-t].
+    static func transposedStage1Matrix(_ p: Plan, bt: UnsafePointer<Float>, into m: UnsafeMutablePointer<Float>) {
+        let g = p.geometry, r = p.rank, rk = g.kw * r, cols = p.colsW
+        for c in 0..<g.cIn { for t in 0..<g.kw { for j in 0..<r {
+            m[c * rk + t * r + j] = bt[j * cols + c * g.kw + (g.kw - 1 - t)]
+        } } }
+    }
+
     /// y (batch, c_out, outH, outW) = conv2d(x, K(U M V^T)) + bias. When `intermediate` is
     /// given (fused path only) it receives z (r, batch, H, outW) for a later backward pass.
     public static func forward(_ p: Plan, x: UnsafePointer<Float>, u: UnsafePointer<Float>, v: UnsafePointer<Float>,
@@ -212,7 +221,11 @@ public enum LowRankConv {
                 }
                 return
             }
-            try ConvWorkspace.with(p.fusedCounts, external: workspace, externalCount: workspaceCount,
+            let transposed = p.transposedStage1Possible
+            let tStage = transposed ? try p.transposedStage1(channelStride: intermediate == nil ? p.ld1 : g.batch * p.midPlane) : nil
+            try withScratch(transposed ? p.colsW * p.rank : 1, "the stage-1 matrix") { mT in
+            if transposed { transposedStage1Matrix(p, bt: bt, into: mT) }
+            try ConvWorkspace.with(p.fusedBackwardCounts, external: workspace, externalCount: workspaceCount,
                                    "the lowrank_conv2d forward pass") { s in
                 let (x1, zbuf, x2, ycm) = (s[0], s[1], s[2], s[3])
                 let r = p.rank, cols = p.colsW, kr = g.kh * r
@@ -222,17 +235,25 @@ public enum LowRankConv {
                 while n0 < g.batch {
                     let nb = min(p.chunk, g.batch - n0)
                     let n1 = nb * p.midPlane, n2 = nb * g.outPlane
-                    // Stage 1: z = B^T L1(x).
+                    // Stage 1: z = B^T L1(x) (or its transposed form).
                     let xc = x + n0 * g.cIn * g.inPlane
-                    var l1 = UnsafePointer(x1), ldl1 = ld1
-                    if st1.isPlainView(images: nb) {
-                        l1 = xc; ldl1 = st1.channelStride
-                    } else {
-                        st1.lower(xc, images: nb, into: x1, ld: ld1)
-                    }
                     var z = zbuf, ldz = ld1
                     if let intermediate { z = intermediate + n0 * p.midPlane; ldz = g.batch * p.midPlane }
-                    Blas.gemm(false, false, r, n1, cols, 1, bt, cols, l1, ldl1, 0, z, ldz)
+                    if let tStage {
+                        let ldx = p.ldx, nx = nb * g.inPlane, rk = g.kw * r
+                        let xcm = x1, pm = x1 + g.cIn * ldx
+                        BatchLayout.gather(xc, channels: g.cIn, plane: g.inPlane, images: nb, into: xcm, ld: ldx, sums: nil)
+                        Blas.gemm(true, false, rk, nx, g.cIn, 1, mT, rk, xcm, ldx, 0, pm, ldx)
+                        tStage.liftAdd(pm, images: nb, ld: ldx, into: z)
+                    } else {
+                        var l1 = UnsafePointer(x1), ldl1 = ld1
+                        if st1.isPlainView(images: nb) {
+                            l1 = xc; ldl1 = st1.channelStride
+                        } else {
+                            st1.lower(xc, images: nb, into: x1, ld: ld1)
+                        }
+                        Blas.gemm(false, false, r, n1, cols, 1, bt, cols, l1, ldl1, 0, z, ldz)
+                    }
                     // Stage 2: y = A' L2(z).
                     let st2 = p.stage2(channelStride: ldz)
                     var l2 = UnsafePointer(x2), ldl2 = ld2
@@ -246,6 +267,7 @@ public enum LowRankConv {
                                         into: y + n0 * g.cOut * g.outPlane)
                     n0 += nb
                 }
+            }
             }
         }
     }

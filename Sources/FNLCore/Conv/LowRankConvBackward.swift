@@ -50,18 +50,13 @@ extension LowRankConv {
                 return
             }
             let r = p.rank, cols = p.colsW, kr = g.kh * r
-            let transposed = intermediate != nil && p.transposedStage1Possible
+            let transposed = p.transposedStage1Possible
             let tStage = transposed ? try p.transposedStage1(channelStride: p.ld1) : nil
             try withScratch([p.rowsW * r, r * cols, c.vCount, transposed ? cols * r : 1, transposed ? cols * r : 1],
                             "the factor gradients") { sg in
                 let (dA, dBt, dvt, mT, dT) = (sg[0], sg[1], sg[2], sg[3], sg[4])
                 let rk = g.kw * r
-                if transposed {
-                    // M[c, t*r + j] = B^T[j, c*kw + (kw-1-t)].
-                    for ch in 0..<g.cIn { for t in 0..<g.kw { for j in 0..<r {
-                        mT[ch * rk + t * r + j] = bt[j * cols + ch * g.kw + (g.kw - 1 - t)]
-                    } } }
-                }
+                if transposed { transposedStage1Matrix(p, bt: bt, into: mT) }
                 try ConvWorkspace.with(p.fusedBackwardCounts, external: workspace, externalCount: workspaceCount,
                                        "the lowrank_conv2d backward pass") { s in
                     let (x1, zbuf, x2, gcm) = (s[0], s[1], s[2], s[3])
@@ -82,7 +77,7 @@ extension LowRankConv {
                             let plain1 = st1.isPlainView(images: nb)
                             var l1 = UnsafePointer(x1), ldl1 = ld1
                             if transposed {
-                                // nothing: stage 1's backward below reads x channel-major
+                                // no L1: stage 1 reads x channel-major (gathered below)
                             } else if plain1 {
                                 l1 = xc; ldl1 = st1.channelStride
                             } else {
@@ -91,6 +86,13 @@ extension LowRankConv {
                             var z = UnsafePointer(zbuf), ldz = ld1
                             if let intermediate {
                                 z = intermediate + n0 * p.midPlane; ldz = g.batch * p.midPlane
+                            } else if tStage != nil {
+                                // z = lift_T(M^T x); x channel-major goes to part 0 (reused below).
+                                let ldx = p.ldx, nx = nb * g.inPlane
+                                let xcm = x1, pm = x1 + g.cIn * ldx
+                                BatchLayout.gather(xc, channels: g.cIn, plane: g.inPlane, images: nb, into: xcm, ld: ldx, sums: nil)
+                                Blas.gemm(true, false, rk, nx, g.cIn, 1, mT, rk, xcm, ldx, 0, pm, ldx)
+                                tStage?.liftAdd(pm, images: nb, ld: ldx, into: zbuf)
                             } else {
                                 Blas.gemm(false, false, r, n1, cols, 1, bt, cols, l1, ldl1, 0, zbuf, ld1)
                             }
@@ -112,7 +114,9 @@ extension LowRankConv {
                                 // Transposed form: T = T(dz), D += T x^T, dx = M T.
                                 let ldx = p.ldx, nx = nb * g.inPlane
                                 let xcm = x1, tm = x1 + g.cIn * ldx
-                                BatchLayout.gather(xc, channels: g.cIn, plane: g.inPlane, images: nb, into: xcm, ld: ldx, sums: nil)
+                                if intermediate != nil {
+                                    BatchLayout.gather(xc, channels: g.cIn, plane: g.inPlane, images: nb, into: xcm, ld: ldx, sums: nil)
+                                }
                                 tStage.lower(zbuf, images: nb, into: tm, ld: ldx)
                                 Blas.gemm(false, true, rk, g.cIn, nx, 1, tm, ldx, xcm, ldx, beta, dT, g.cIn)
                                 Blas.gemm(false, false, g.cIn, nx, rk, 1, mT, rk, tm, ldx, 0, xcm, ldx)
