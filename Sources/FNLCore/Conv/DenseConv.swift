@@ -1,0 +1,165 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Dense 2-D convolution (cross-correlation) over a batch, NCHW, groups = 1:
+///
+///     y[n, o, oh, ow] = bias[o] + sum_{i, a, b} K[o, i, a, b] x[n, i, oh*sh - ph + a*dh, ow*sw - pw + b*dw]
+///
+/// computed by lowering a chunk of images to L (c_in*kh*kw x images*outPlane, `Lowering`) and
+/// one matrix product Y = K L, K read as (c_out x c_in*kh*kw). The backward pass of a loss
+/// with gradient G = dL/dy:
+///
+///     dK = sum over chunks of G L^T,   dx = lift(K^T G),   dbias[o] = sum_{n, p} G[n, o, p].
+///
+/// The lowering and the layout changes run over the engine's thread budget; the products are
+/// single OpenBLAS calls (which use the same budget), never nested in a parallel loop.
+public enum DenseConv {
+    public struct Plan {
+        public let geometry: ConvGeometry
+        /// Images per chunk.
+        public let chunk: Int
+        public let lowering: Lowering
+
+        public init(_ g: ConvGeometry, chunkImages: Int = 0) throws {
+            geometry = g
+            lowering = Lowering(rows: g.h, cols: g.w, channels: g.cIn, channelStride: g.inPlane,
+                                imageStride: g.cIn * g.inPlane, rowStrideChannel: g.kh * g.kw, rowStrideTap: 1)
+            let rowsL = lowering.rowCount
+            let perImage = ConvWorkspace.saturatingSumOfProducts([[rowsL, g.outPlane], [g.cOut, g.outPlane]])
+            chunk = ConvWorkspace.chunk(batch: g.batch, perImage: perImage, forced: chunkImages)
+            ld = ConvWorkspace.leadingDimension(ConvWorkspace.saturatingSumOfProducts([[chunk, g.outPlane]]))
+            try Dimensions.checkMatrix(rowsL, ld, "the lowered input")
+            try Dimensions.checkMatrix(g.cOut, ld, "the output of a chunk")
+        }
+
+        /// Leading dimension of the channel-major chunk matrices.
+        public let ld: Int
+        var columns: Int { ld }
+        /// Floats of workspace of the forward pass: lowered input, channel-major output.
+        public var forwardCounts: [Int] { [lowering.rowCount * columns, geometry.cOut * columns] }
+        /// Floats of workspace of the backward pass: lowered input (reused for its
+        /// gradient), channel-major output gradient.
+        public var backwardCounts: [Int] { [lowering.rowCount * columns, geometry.cOut * columns] }
+        public var forwardWorkspace: Int { (try? ConvWorkspace.total(forwardCounts)) ?? Int.max }
+        public var backwardWorkspace: Int { (try? ConvWorkspace.total(backwardCounts)) ?? Int.max }
+    }
+
+    /// y (batch, c_out, outH, outW) from x (batch, c_in, H, W), K (c_out, c_in, kh, kw) and an
+    /// optional bias (c_out).
+    public static func forward(_ p: Plan, x: UnsafePointer<Float>, kernel k: UnsafePointer<Float>,
+                               bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>,
+                               workspace: UnsafeMutablePointer<Float>? = nil, workspaceCount: Int = 0) throws {
+        let g = p.geometry
+        try ConvWorkspace.with(p.forwardCounts, external: workspace, externalCount: workspaceCount,
+                               "the conv2d forward pass") { s in
+            let (cols, ycm) = (s[0], s[1])
+            let rowsL = p.lowering.rowCount
+            var n0 = 0
+            while n0 < g.batch {
+                let nb = min(p.chunk, g.batch - n0)
+                let n = nb * g.outPlane, ld = p.ld
+                let xc = x + n0 * g.cIn * g.inPlane
+                var lowered = UnsafePointer(cols), ldl = ld
+                if p.lowering.isPlainView(images: nb) {
+                    lowered = xc; ldl = p.lowering.channelStride
+                } else {
+                    p.lowering.lower(xc, images: nb, into: cols, ld: ld)
+                }
+                Blas.gemm(false, false, g.cOut, n, rowsL, 1, k, rowsL, lowered, ldl, 0, ycm, ld)
+                BatchLayout.scatter(ycm, ld: ld, channels: g.cOut, plane: g.outPlane, images: nb, bias: bias,
+                                    into: y + n0 * g.cOut * g.outPlane)
+                n0 += nb
+            }
+        }
+    }
+
+    /// dx, dK and (when `dbias` is given) dbias from the output gradient gy (batch, c_out,
+    /// outH, outW), the input x and the kernel K. Every output is overwritten.
+    public static func backward(_ p: Plan, gradOutput gy: UnsafePointer<Float>, x: UnsafePointer<Float>,
+                                kernel k: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>,
+                                dKernel dk: UnsafeMutablePointer<Float>, dbias: UnsafeMutablePointer<Float>?,
+                                workspace: UnsafeMutablePointer<Float>? = nil, workspaceCount: Int = 0) throws {
+        let g = p.geometry
+        try ConvWorkspace.with(p.backwardCounts, external: workspace, externalCount: workspaceCount,
+                               "the conv2d backward pass") { s in
+            let (cols, gcm) = (s[0], s[1])
+            let rowsL = p.lowering.rowCount
+            try withDoubleScratch(BiasAccumulator.scratchCount(channels: g.cOut, chunk: p.chunk),
+                                  enabled: dbias != nil, "the bias gradient") { sums in
+            let biasSums = BiasAccumulator(channels: g.cOut, scratch: sums)
+            var n0 = 0
+            while n0 < g.batch {
+                let nb = min(p.chunk, g.batch - n0)
+                let n = nb * g.outPlane, ld = p.ld
+                let xc = x + n0 * g.cIn * g.inPlane
+                let dxc = dx + n0 * g.cIn * g.inPlane
+                biasSums.gather(gy + n0 * g.cOut * g.outPlane, plane: g.outPlane, images: nb, into: gcm, ld: ld)
+                let beta: Float = n0 == 0 ? 0 : 1
+                if p.lowering.isPlainView(images: nb) {
+                    let ldx = p.lowering.channelStride
+                    Blas.gemm(false, true, g.cOut, rowsL, n, 1, gcm, ld, xc, ldx, beta, dk, rowsL)
+                    Blas.gemm(true, false, rowsL, n, g.cOut, 1, k, rowsL, gcm, ld, 0, dxc, ldx)
+                } else {
+                    p.lowering.lower(xc, images: nb, into: cols, ld: ld)
+                    Blas.gemm(false, true, g.cOut, rowsL, n, 1, gcm, ld, cols, ld, beta, dk, rowsL)
+                    Blas.gemm(true, false, rowsL, n, g.cOut, 1, k, rowsL, gcm, ld, 0, cols, ld)
+                    p.lowering.liftAdd(cols, images: nb, ld: ld, into: dxc)
+                }
+                n0 += nb
+            }
+            if let dbias { biasSums.write(dbias) }
+            }
+        }
+    }
+}
+
+/// The bias gradient dbias[o] = sum_{n, p} G[n, o, p], accumulated in float64 chunk by chunk
+/// in a fixed order (independent of the thread count), fused with the layout change of G.
+/// `partial` holds channels * chunk doubles and `total` channels doubles (caller's scratch).
+struct BiasAccumulator {
+    let channels: Int
+    let partial: UnsafeMutablePointer<Double>?
+    let total: UnsafeMutablePointer<Double>?
+
+    init(channels: Int, scratch: UnsafeMutablePointer<Double>?) {
+        self.channels = channels
+        partial = scratch.map { $0 + channels }
+        total = scratch
+        total?.update(repeating: 0, count: channels)
+    }
+
+    /// Doubles of scratch needed for `channels` channels and chunks of `chunk` images.
+    static func scratchCount(channels: Int, chunk: Int) -> Int { channels * (chunk + 1) }
+
+    /// Moves the chunk's output gradient to channel-major `g` and adds its sums.
+    func gather(_ gy: UnsafePointer<Float>, plane: Int, images: Int, into g: UnsafeMutablePointer<Float>, ld: Int) {
+        BatchLayout.gather(gy, channels: channels, plane: plane, images: images, into: g, ld: ld, sums: partial)
+        guard let partial, let total else { return }
+        for o in 0..<channels {
+            var s = 0.0
+            for n in 0..<images { s += partial[o * images + n] }
+            total[o] += s
+        }
+    }
+
+    func write(_ out: UnsafeMutablePointer<Float>) {
+        guard let total else { return }
+        for o in 0..<channels { out[o] = Float(total[o]) }
+    }
+}
+
+/// Runs `body` with `count` doubles of scratch when `enabled` (nil otherwise); allocation
+/// failure is `.outOfMemory`, never a trap.
+func withDoubleScratch<R>(_ count: Int, enabled: Bool, _ what: String,
+                          _ body: (UnsafeMutablePointer<Double>?) throws -> R) throws -> R {
+    if !enabled { return try body(nil) }
+    let (bytes, overflow) = max(count, 1).multipliedReportingOverflow(by: MemoryLayout<Double>.stride)
+    guard !overflow, let raw = malloc(bytes) else {
+        throw FNLError.outOfMemory("cannot allocate \(count) doubles of workspace for \(what)")
+    }
+    defer { free(raw) }
+    return try body(raw.bindMemory(to: Double.self, capacity: max(count, 1)))
+}

@@ -1,0 +1,274 @@
+/// Low-rank 2-D convolution (Tai et al.): the kernel K (c_out, c_in, kh, kw) is given through
+/// the matrix layout of `ConvLayout`, W = U M_1 ... M_d V^T with U ((c_out*kh) x r_0),
+/// M_j (r_{j-1} x r_j), V ((c_in*kw) x r_d), K[o, i, a, b] = W[o*kh + a, i*kw + b], so
+///
+///     y = conv2d(x, K) + bias.
+///
+/// Two execution paths give the same numbers (to float rounding):
+///
+/// - **fused**: split the chain at its smallest rank r = r_s, A = U M_1..M_s ((c_out*kh) x r),
+///   B^T = M_{s+1}..M_d V^T (r x (c_in*kw)). Then W = A B^T and the convolution is
+///     1. z = B^T L1(x): a 1 x kw convolution, c_in -> r channels, with the width-axis stride,
+///        padding and dilation, over every input row (z is (r, N, H, outW), channel-major);
+///     2. y = A' L2(z): a kh x 1 convolution, r -> c_out channels, with the height-axis
+///        options, A' being A read as (c_out x kh*r) (rows of L2 ordered (a, j)).
+///   Cost 2 N r (H outW c_in kw + outH outW kh c_out) flops;
+/// - **compose**: form W, map it to K and run `DenseConv`: 2 N outH outW c_out c_in kh kw flops
+///   (plus the small product), cheaper for large or overcomplete ranks.
+///
+/// `Path.auto` picks the path with the smaller operation count.
+public enum LowRankConv {
+    public enum Path: Int32 {
+        case auto = 0
+        case fused = 1
+        case compose = 2
+    }
+
+    public struct Plan {
+        public let geometry: ConvGeometry
+        /// r_0 ... r_d of the chain.
+        public let ranks: [Int]
+        /// The chain is split after M_split: A = U M_1..M_split, r = ranks[split].
+        public let split: Int
+        /// Channels of the intermediate (the smallest rank of the chain).
+        public let rank: Int
+        /// The path taken (never `.auto`).
+        public let path: Path
+        public let fusedFlops: Double
+        public let composeFlops: Double
+        /// Images per chunk of the fused path.
+        public let chunk: Int
+        /// The plan of the dense convolution of the compose path.
+        public let dense: DenseConv.Plan?
+
+        public init(_ g: ConvGeometry, ranks: [Int], path requested: Path = .auto, chunkImages: Int = 0) throws {
+            try require(!ranks.isEmpty && ranks.count <= 65, "the chain must have 1..65 ranks, got \(ranks.count)")
+            for (j, r) in ranks.enumerated() {
+                try require(r >= 1 && r <= ConvAxis.limit, "rank r_\(j) must be in 1..\(ConvAxis.limit), got \(r)")
+            }
+            geometry = g
+            self.ranks = ranks
+            var s = 0
+            for j in 1..<ranks.count where ranks[j] < ranks[s] { s = j }
+            split = s
+            rank = ranks[s]
+            let rows = g.cOut * g.kh, cols = g.cIn * g.kw
+            try Dimensions.checkMatrix(rows, ranks[0], "U")
+            try Dimensions.checkMatrix(cols, ranks[ranks.count - 1], "V")
+            try Dimensions.checkMatrix(rows, cols, "the composed kernel matrix")
+            let n = Double(g.batch), r = Double(rank)
+            let stage1 = 2 * n * Double(g.h.size * g.w.output) * Double(cols) * r
+            let stage2 = 2 * n * Double(g.outPlane) * Double(g.kh) * r * Double(g.cOut)
+            fusedFlops = stage1 + stage2
+            var chainFlops = 0.0
+            for j in 1..<ranks.count { chainFlops += 2 * Double(rows) * Double(ranks[j - 1]) * Double(ranks[j]) }
+            composeFlops = g.denseFlops + chainFlops + 2 * Double(rows) * Double(ranks[ranks.count - 1]) * Double(cols)
+            switch requested {
+            case .auto: path = fusedFlops <= composeFlops ? .fused : .compose
+            default: path = requested
+            }
+            if path == .compose {
+                let d = try DenseConv.Plan(g, chunkImages: chunkImages)
+                dense = d
+                chunk = d.chunk
+            } else {
+                dense = nil
+                let midPlane = g.h.size * g.w.output
+                let perImage = ConvWorkspace.saturatingSumOfProducts([[cols, midPlane], [rank, midPlane],
+                                                                  [g.kh, rank, g.outPlane], [g.cOut, g.outPlane]])
+                chunk = ConvWorkspace.chunk(batch: g.batch, perImage: perImage, forced: chunkImages)
+                try Dimensions.checkMatrix(cols, ConvWorkspace.leadingDimension(chunk * midPlane), "the lowered input of stage 1")
+                try Dimensions.checkMatrix(g.kh * rank, ConvWorkspace.leadingDimension(chunk * g.outPlane), "the lowered input of stage 2")
+                try Dimensions.checkMatrix(g.cOut, ConvWorkspace.leadingDimension(chunk * g.outPlane), "the output of a chunk")
+                _ = try Dimensions.blas(g.batch * g.h.size * g.w.output, "the intermediate's columns")
+            }
+        }
+
+        public var depth: Int { ranks.count - 1 }
+        /// Pixels of one intermediate plane (H x outW).
+        var midPlane: Int { geometry.h.size * geometry.w.output }
+        /// Floats of the saved intermediate z (r, N, H, outW) of the fused path (0 for compose).
+        public var intermediateCount: Int { path == .fused ? rank * geometry.batch * midPlane : 0 }
+
+        /// Stage 1 lowering: rows (c, b) = c*kw + b, columns (n, h, ow), NCHW input.
+        var stage1: Lowering {
+            let g = geometry
+            return Lowering(rows: .identity(g.h.size), cols: g.w, channels: g.cIn, channelStride: g.inPlane,
+                            imageStride: g.cIn * g.inPlane, rowStrideChannel: g.kw, rowStrideTap: 1)
+        }
+
+        /// Stage 2 lowering of an intermediate whose channel planes are `channelStride` apart:
+        /// rows (a, j) = a*r + j, columns (n, oh, ow).
+        func stage2(channelStride: Int) -> Lowering {
+            let g = geometry
+            return Lowering(rows: g.h, cols: .identity(g.w.output), channels: rank, channelStride: channelStride,
+                            imageStride: midPlane, rowStrideChannel: 1, rowStrideTap: rank)
+        }
+
+        /// Leading dimensions of the chunk matrices over intermediate pixels (stage 1) and
+        /// over output pixels (stage 2).
+        var ld1: Int { ConvWorkspace.leadingDimension(chunk * midPlane) }
+        var ld2: Int { ConvWorkspace.leadingDimension(chunk * geometry.outPlane) }
+
+        var fusedCounts: [Int] {
+            let g = geometry
+            return [g.cIn * g.kw * ld1, rank * ld1, g.kh * rank * ld2, g.cOut * ld2]
+        }
+        /// Stage 1 through the "full" lowering T of the intermediate (r*kw rows) instead of the
+        /// lowered input L1 (c_in*kw rows), which moves less memory; used when the width stride
+        /// is 1, kw > 1 and r <= c_in (padding at most the dilated kernel width minus 1):
+        ///     forward   z  = lift_T(M^T x)      (x channel-major, M[c, t*r + j] = B^T[j, c*kw + kw-1-t])
+        ///     backward  dx = M T(dz),  dB^T[j, c*kw + kw-1-t] = (T(dz) x^T)[t*r + j, c].
+        var transposedStage1Possible: Bool {
+            let g = geometry
+            return g.kw > 1 && g.w.stride == 1 && g.w.padding <= (g.kw - 1) * g.w.dilation && rank <= g.cIn
+        }
+
+        /// Leading dimension of the channel-major input chunk (c_in x images*H*W).
+        var ldx: Int { ConvWorkspace.leadingDimension(chunk * geometry.inPlane) }
+
+        /// The lowering T of dz (channel planes `channelStride` apart): rows (t, j) = t*r + j,
+        /// T[(t, j), (n, h, w)] = dz[j, n, h, w + pw - (kw-1-t)*dw] (zero outside 0..<outW).
+        func transposedStage1(channelStride: Int) throws -> Lowering {
+            let g = geometry
+            let axis = try ConvAxis(size: g.w.output, kernel: g.kw, stride: 1,
+                                    padding: (g.kw - 1) * g.w.dilation - g.w.padding, dilation: g.w.dilation, name: "width")
+            try require(axis.output == g.w.size, "internal: transposed stage 1 width \(axis.output) != \(g.w.size)")
+            return Lowering(rows: .identity(g.h.size), cols: axis, channels: rank, channelStride: channelStride,
+                            imageStride: midPlane, rowStrideChannel: 1, rowStrideTap: rank)
+        }
+
+        /// Floats of batch-sized workspace of the fused path: part 0 holds either L1 or
+        /// (x channel-major, M^T x or T(dz)).
+        var fusedBackwardCounts: [Int] {
+            var c = fusedCounts
+            if transposedStage1Possible {
+                let g = geometry
+                let (t, o) = (g.cIn + g.kw * rank).multipliedReportingOverflow(by: ldx)
+                c[0] = max(c[0], o ? Int.max : t)
+            }
+            return c
+        }
+
+        /// Floats of batch-sized workspace of the forward pass.
+        public var forwardCounts: [Int] { dense?.forwardCounts ?? fusedBackwardCounts }
+        /// Floats of batch-sized workspace of the backward pass.
+        public var backwardCounts: [Int] { dense?.backwardCounts ?? fusedBackwardCounts }
+        public var forwardWorkspace: Int { (try? ConvWorkspace.total(forwardCounts)) ?? Int.max }
+        public var backwardWorkspace: Int { (try? ConvWorkspace.total(backwardCounts)) ?? Int.max }
+        var rowsW: Int { geometry.cOut * geometry.kh }
+        var colsW: Int { geometry.cIn * geometry.kw }
+    }
+
+    /// The factors as matrix views, V^T materialized (r_d x (c_in*kw)) in `vt`.
+    static func factors(_ p: Plan, _ c: FactorChain, vt: UnsafeMutablePointer<Float>) -> [MatrixView] {
+        Blas.copy(c.v, p.colsW, c.rankOut, vt, transpose: true)
+        var f = [MatrixView(c.u, p.rowsW, p.ranks[0])]
+        for j in 0..<c.depth { f.append(MatrixView(c.middle[j], p.ranks[j], p.ranks[j + 1])) }
+        f.append(MatrixView(vt, p.ranks[p.depth], p.colsW))
+        return f
+    }
+
+    /// Validates the factors against the plan (shapes, NaN/inf).
+    static func chain(_ p: Plan, u: UnsafePointer<Float>, v: UnsafePointer<Float>,
+                      middle: [UnsafePointer<Float>]) throws -> FactorChain {
+        try require(middle.count == p.depth, "expected \(p.depth) middle matrices, got \(middle.count)")
+        return try FactorChain(batch: 1, m: p.rowsW, n: p.colsW, ranks: p.ranks, u: u, v: v, middle: middle)
+    }
+
+    /// Runs `body(A, B^T)` with the split factors of the fused path (or `body(W, _)` with the
+    /// whole product for the compose path, the second pointer then unused).
+    static func withSplitFactors<R>(_ p: Plan, _ c: FactorChain,
+                                    _ body: (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>, [MatrixView]) throws -> R) throws -> R {
+        let r = p.rank
+        let aCount = p.path == .fused ? p.rowsW * r : p.rowsW * p.colsW
+        let bCount = p.path == .fused ? r * p.colsW : 1
+        return try withScratch([c.vCount, aCount, bCount], "the low-rank kernel factors") { s in
+            let f = factors(p, c, vt: s[0])
+            if p.path == .fused {
+                try ChainRule.product(Array(f[0...p.split]), into: s[1])
+                try ChainRule.product(Array(f[(p.split + 1)...]), into: s[2])
+            } else {
+                try ChainRule.product(f, into: s[1])
+            }
+            return try body(s[1], s[2], f)
+        }
+    }
+
+    /// M (c_in x kw*r) of the transposed stage 1: M[c, t*r + j] = B^T[j, c*kw + kw-1-t].
+    static func transposedStage1Matrix(_ p: Plan, bt: UnsafePointer<Float>, into m: UnsafeMutablePointer<Float>) {
+        let g = p.geometry, r = p.rank, rk = g.kw * r, cols = p.colsW
+        for c in 0..<g.cIn { for t in 0..<g.kw { for j in 0..<r {
+            m[c * rk + t * r + j] = bt[j * cols + c * g.kw + (g.kw - 1 - t)]
+        } } }
+    }
+
+    /// y (batch, c_out, outH, outW) = conv2d(x, K(U M V^T)) + bias. When `intermediate` is
+    /// given (fused path only) it receives z (r, batch, H, outW) for a later backward pass.
+    public static func forward(_ p: Plan, x: UnsafePointer<Float>, u: UnsafePointer<Float>, v: UnsafePointer<Float>,
+                               middle: [UnsafePointer<Float>], bias: UnsafePointer<Float>?,
+                               y: UnsafeMutablePointer<Float>, intermediate: UnsafeMutablePointer<Float>? = nil,
+                               workspace: UnsafeMutablePointer<Float>? = nil, workspaceCount: Int = 0) throws {
+        let g = p.geometry
+        let c = try chain(p, u: u, v: v, middle: middle)
+        try require(intermediate == nil || p.path == .fused, "the intermediate exists only on the fused path")
+        try withSplitFactors(p, c) { a, bt, _ in
+            if let dense = p.dense {
+                try withScratch(g.kernelCount, "the composed kernel") { k in
+                    ConvLayout.toKernel(a, try ConvLayout.Shape(cOut: g.cOut, cIn: g.cIn, kh: g.kh, kw: g.kw), k)
+                    try DenseConv.forward(dense, x: x, kernel: k, bias: bias, y: y,
+                                          workspace: workspace, workspaceCount: workspaceCount)
+                }
+                return
+            }
+            let transposed = p.transposedStage1Possible
+            let tStage = transposed ? try p.transposedStage1(channelStride: intermediate == nil ? p.ld1 : g.batch * p.midPlane) : nil
+            try withScratch(transposed ? p.colsW * p.rank : 1, "the stage-1 matrix") { mT in
+            if transposed { transposedStage1Matrix(p, bt: bt, into: mT) }
+            try ConvWorkspace.with(p.fusedBackwardCounts, external: workspace, externalCount: workspaceCount,
+                                   "the lowrank_conv2d forward pass") { s in
+                let (x1, zbuf, x2, ycm) = (s[0], s[1], s[2], s[3])
+                let r = p.rank, cols = p.colsW, kr = g.kh * r
+                let st1 = p.stage1
+                let ld1 = p.ld1, ld2 = p.ld2
+                var n0 = 0
+                while n0 < g.batch {
+                    let nb = min(p.chunk, g.batch - n0)
+                    let n1 = nb * p.midPlane, n2 = nb * g.outPlane
+                    // Stage 1: z = B^T L1(x) (or its transposed form).
+                    let xc = x + n0 * g.cIn * g.inPlane
+                    var z = zbuf, ldz = ld1
+                    if let intermediate { z = intermediate + n0 * p.midPlane; ldz = g.batch * p.midPlane }
+                    if let tStage {
+                        let ldx = p.ldx, nx = nb * g.inPlane, rk = g.kw * r
+                        let xcm = x1, pm = x1 + g.cIn * ldx
+                        BatchLayout.gather(xc, channels: g.cIn, plane: g.inPlane, images: nb, into: xcm, ld: ldx, sums: nil)
+                        Blas.gemm(true, false, rk, nx, g.cIn, 1, mT, rk, xcm, ldx, 0, pm, ldx)
+                        tStage.liftAdd(pm, images: nb, ld: ldx, into: z)
+                    } else {
+                        var l1 = UnsafePointer(x1), ldl1 = ld1
+                        if st1.isPlainView(images: nb) {
+                            l1 = xc; ldl1 = st1.channelStride
+                        } else {
+                            st1.lower(xc, images: nb, into: x1, ld: ld1)
+                        }
+                        Blas.gemm(false, false, r, n1, cols, 1, bt, cols, l1, ldl1, 0, z, ldz)
+                    }
+                    // Stage 2: y = A' L2(z).
+                    let st2 = p.stage2(channelStride: ldz)
+                    var l2 = UnsafePointer(x2), ldl2 = ld2
+                    if st2.isPlainView(images: nb) {
+                        l2 = UnsafePointer(z); ldl2 = ldz
+                    } else {
+                        st2.lower(z, images: nb, into: x2, ld: ld2)
+                    }
+                    Blas.gemm(false, false, g.cOut, n2, kr, 1, a, kr, l2, ldl2, 0, ycm, ld2)
+                    BatchLayout.scatter(ycm, ld: ld2, channels: g.cOut, plane: g.outPlane, images: nb, bias: bias,
+                                        into: y + n0 * g.cOut * g.outPlane)
+                    n0 += nb
+                }
+            }
+            }
+        }
+    }
+}

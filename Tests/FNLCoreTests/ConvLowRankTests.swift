@@ -1,0 +1,149 @@
+import XCTest
+@testable import FNLCore
+
+final class ConvLowRankTests: XCTestCase {
+    struct Factors {
+        var u: [Float], v: [Float], middle: [[Float]]
+        /// The dense kernel K = matrix_to_conv(U M V^T) in float32.
+        func kernel(_ g: ConvGeometry, _ ranks: [Int]) -> [Float] {
+            let rows = g.cOut * g.kh, cols = g.cIn * g.kw
+            var left = u.map { Double($0) }, width = ranks[0]
+            for (j, m) in middle.enumerated() {
+                var next = [Double](repeating: 0, count: rows * ranks[j + 1])
+                for i in 0..<rows { for q in 0..<ranks[j + 1] { for t in 0..<width {
+                    next[i * ranks[j + 1] + q] += left[i * width + t] * Double(m[t * ranks[j + 1] + q])
+                } } }
+                left = next; width = ranks[j + 1]
+            }
+            var k = [Float](repeating: 0, count: g.kernelCount)
+            for o in 0..<g.cOut { for a in 0..<g.kh { for c in 0..<g.cIn { for b in 0..<g.kw {
+                var s = 0.0
+                for t in 0..<width { s += left[(o * g.kh + a) * width + t] * Double(v[(c * g.kw + b) * width + t]) }
+                k[((o * g.cIn + c) * g.kh + a) * g.kw + b] = Float(s)
+            } } } }
+            _ = cols
+            return k
+        }
+    }
+
+    func factors(_ g: ConvGeometry, _ ranks: [Int], _ rng: inout ConvRandom) -> Factors {
+        Factors(u: rng.array(g.cOut * g.kh * ranks[0]), v: rng.array(g.cIn * g.kw * ranks[ranks.count - 1]),
+                middle: (0..<(ranks.count - 1)).map { rng.array(ranks[$0] * ranks[$0 + 1]) })
+    }
+
+    func run(_ p: LowRankConv.Plan, _ f: Factors, _ x: [Float], _ bias: [Float]?, _ gy: [Float], saved: Bool = false)
+        throws -> (y: [Float], dx: [Float], du: [Float], dv: [Float], dm: [[Float]], db: [Float]) {
+        let g = p.geometry
+        var y = [Float](repeating: .nan, count: g.outputCount)
+        var z = [Float](repeating: .nan, count: max(p.intermediateCount, 1))
+        var dx = [Float](repeating: .nan, count: g.inputCount)
+        var du = [Float](repeating: .nan, count: f.u.count), dv = [Float](repeating: .nan, count: f.v.count)
+        var dm = f.middle.map { [Float](repeating: .nan, count: $0.count) }
+        var db = [Float](repeating: .nan, count: g.cOut)
+        try withPointers(f.middle) { mids in
+            try withMutablePointers(&dm) { dms in
+                try z.withUnsafeMutableBufferPointer { zp in
+                    let zs = saved ? zp.baseAddress : nil
+                    try LowRankConv.forward(p, x: x, u: f.u, v: f.v, middle: mids, bias: bias, y: &y, intermediate: zs)
+                    try LowRankConv.backward(p, gradOutput: gy, x: x, u: f.u, v: f.v, middle: mids,
+                                             intermediate: zs.map { UnsafePointer($0) }, dx: &dx, du: &du, dv: &dv,
+                                             dMiddle: dms, dbias: bias == nil ? nil : db.withUnsafeMutableBufferPointer { $0.baseAddress })
+                }
+            }
+        }
+        return (y, dx, du, dv, dm, db)
+    }
+
+    /// The fused and compose paths equal the dense convolution of the composed kernel, and
+    /// their factor gradients equal the chain rule applied to the dense kernel gradient.
+    func testPathsMatchDenseOfComposedKernel() throws {
+        var rng = ConvRandom(20)
+        for g in convTestGeometries {
+            let full = min(g.cOut * g.kh, g.cIn * g.kw)
+            for ranks in [[1], [max(1, full / 2)], [full + 2], [3, 1, 2]] {
+                let f = factors(g, ranks, &rng)
+                let k = f.kernel(g, ranks)
+                let x = rng.array(g.inputCount), gy = rng.array(g.outputCount), bias = rng.array(g.cOut)
+                var yR = naiveConv(x, k, g)
+                for i in 0..<yR.count { yR[i] += Double(bias[(i / g.outPlane) % g.cOut]) }
+                let (dxR, dkR, dbR) = naiveConvBackward(gy, x, k, g)
+                var results: [[Float]] = []
+                for path in [LowRankConv.Path.fused, .compose] {
+                    for chunk in [0, 1] {
+                        let p = try LowRankConv.Plan(g, ranks: ranks, path: path, chunkImages: chunk)
+                        XCTAssertEqual(p.rank, ranks.min())
+                        let r = try run(p, f, x, bias, gy, saved: path == .fused && chunk == 1)
+                        assertClose(r.y, yR, 2e-5, "y \(path) \(g) \(ranks)")
+                        assertClose(r.dx, dxR, 2e-5, "dx \(path) \(g) \(ranks)")
+                        assertClose(r.db, dbR, 2e-5, "dbias")
+                        results.append(r.du + r.dv + r.dm.flatMap { $0 })
+                    }
+                }
+                // dU from the dense dK (depth 0): dW = toMatrix(dK), dU = dW V.
+                if ranks.count == 1 {
+                    let rows = g.cOut * g.kh, cols = g.cIn * g.kw, r = ranks[0]
+                    var duR = [Double](repeating: 0, count: rows * r)
+                    for o in 0..<g.cOut { for a in 0..<g.kh { for c in 0..<g.cIn { for b in 0..<g.kw {
+                        let dw = dkR[((o * g.cIn + c) * g.kh + a) * g.kw + b]
+                        for t in 0..<r { duR[(o * g.kh + a) * r + t] += dw * Double(f.v[(c * g.kw + b) * r + t]) }
+                    } } } }
+                    _ = cols
+                    assertClose(Array(results[0][0..<(rows * r)]), duR, 5e-5, "dU \(g)")
+                }
+                for other in results.dropFirst() { assertClose(other, results[0], 5e-5, "factor grads across paths") }
+            }
+        }
+    }
+
+    func testAutoPathByOperationCount() throws {
+        let g = try ConvGeometry(batch: 8, cIn: 16, height: 8, width: 8, cOut: 16, kh: 3, kw: 3, padding: (1, 1))
+        XCTAssertEqual(try LowRankConv.Plan(g, ranks: [4]).path, .fused)
+        XCTAssertEqual(try LowRankConv.Plan(g, ranks: [48]).path, .compose)
+        XCTAssertEqual(try LowRankConv.Plan(g, ranks: [48, 4, 48]).path, .fused)   // split at the rank-4 middle
+        XCTAssertEqual(try LowRankConv.Plan(g, ranks: [48, 4, 48]).split, 1)
+        let p = try LowRankConv.Plan(g, ranks: [4])
+        XCTAssertLessThan(p.fusedFlops, p.composeFlops)
+        XCTAssertEqual(p.intermediateCount, 4 * 8 * 8 * 8)
+        XCTAssertEqual(try LowRankConv.Plan(g, ranks: [48]).intermediateCount, 0)
+        XCTAssertThrowsError(try LowRankConv.Plan(g, ranks: [0]))
+        XCTAssertThrowsError(try LowRankConv.Plan(g, ranks: []))
+    }
+
+    func testFactorValidation() throws {
+        let g = try ConvGeometry(batch: 1, cIn: 2, height: 4, width: 4, cOut: 2, kh: 3, kw: 3, padding: (1, 1))
+        let p = try LowRankConv.Plan(g, ranks: [2])
+        var u = [Float](repeating: 0.1, count: 12), v = u
+        u[3] = .nan
+        var y = [Float](repeating: 0, count: g.outputCount)
+        let x = [Float](repeating: 1, count: g.inputCount)
+        XCTAssertThrowsError(try LowRankConv.forward(p, x: x, u: u, v: v, middle: [], bias: nil, y: &y)) {
+            XCTAssertTrue("\($0)".contains("U contains NaN or inf"), "\($0)")
+        }
+        u[3] = 0; v[0] = .infinity
+        XCTAssertThrowsError(try LowRankConv.forward(p, x: x, u: u, v: v, middle: [], bias: nil, y: &y))
+    }
+}
+
+func withPointers<R>(_ arrays: [[Float]], _ body: ([UnsafePointer<Float>]) throws -> R) rethrows -> R {
+    var ptrs: [UnsafeMutablePointer<Float>] = []
+    defer { ptrs.forEach { $0.deallocate() } }
+    for a in arrays {
+        let p = UnsafeMutablePointer<Float>.allocate(capacity: max(a.count, 1))
+        p.initialize(from: a, count: a.count)
+        ptrs.append(p)
+    }
+    return try body(ptrs.map { UnsafePointer($0) })
+}
+
+func withMutablePointers<R>(_ arrays: inout [[Float]], _ body: ([UnsafeMutablePointer<Float>]) throws -> R) rethrows -> R {
+    var ptrs: [UnsafeMutablePointer<Float>] = []
+    defer { ptrs.forEach { $0.deallocate() } }
+    for a in arrays {
+        let p = UnsafeMutablePointer<Float>.allocate(capacity: max(a.count, 1))
+        p.initialize(from: a, count: a.count)
+        ptrs.append(p)
+    }
+    let r = try body(ptrs)
+    for i in 0..<arrays.count { arrays[i] = Array(UnsafeBufferPointer(start: ptrs[i], count: arrays[i].count)) }
+    return r
+}

@@ -1,0 +1,314 @@
+"""fnl.conv: dense and low-rank conv2d, forward and backward, against a NumPy float64 direct
+convolution (conv_reference.py), finite differences, thread counts, workspaces and torch."""
+from __future__ import annotations
+
+import os
+import sys
+import zlib
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+import conv_reference as ref  # noqa: E402
+
+import fnl  # noqa: E402
+from fnl import conv  # noqa: E402
+
+
+def close(actual, expected, rtol=2e-5, what=""):
+    """max |actual - expected| <= rtol * max(1, max |expected|) (float32 engine vs float64)."""
+    actual = np.asarray(actual, np.float64)
+    expected = np.asarray(expected, np.float64)
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
+    scale = max(1.0, float(np.max(np.abs(expected))) if expected.size else 1.0)
+    err = float(np.max(np.abs(actual - expected))) if expected.size else 0.0
+    assert err <= rtol * scale, f"{what}: max error {err:.3g} > {rtol:.1g} x {scale:.3g}"
+
+
+def rand(rng, *shape, scale=1.0):
+    return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+
+# (batch, c_in, c_out, H, W, kernel, stride, padding, dilation)
+CASES = [
+    (2, 3, 4, 7, 6, (3, 3), 1, 1, 1),
+    (1, 2, 3, 5, 5, (1, 1), 1, 0, 1),
+    (3, 3, 2, 6, 7, (1, 1), 2, 0, 1),
+    (2, 2, 3, 9, 8, (5, 5), 1, 2, 1),
+    (2, 3, 2, 9, 7, (3, 1), 1, (1, 0), 1),
+    (1, 2, 4, 5, 11, (1, 5), 1, (0, 2), 1),
+    (2, 3, 4, 9, 9, (3, 3), 2, 1, 1),
+    (1, 3, 3, 11, 9, (3, 3), (2, 1), (0, 2), 1),
+    (2, 2, 3, 9, 10, (3, 3), (1, 3), 1, 2),
+    (1, 4, 2, 13, 9, (3, 3), 1, 2, 2),
+    (2, 3, 3, 8, 11, (3, 5), (2, 2), (2, 1), (2, 1)),
+    (1, 2, 2, 7, 7, (5, 5), 2, 0, 1),
+    (3, 1, 5, 5, 4, (3, 3), 1, 0, 1),
+    (1, 5, 1, 6, 6, (5, 5), 3, 2, 1),
+]
+
+
+def case_id(c):
+    n, ci, co, h, w, k, s, p, d = c
+    return f"n{n}c{ci}o{co}_{h}x{w}_k{k[0]}x{k[1]}_s{s}_p{p}_d{d}".replace(" ", "")
+
+
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_conv2d_matches_reference(case, with_bias):
+    n, ci, co, h, w, k, s, p, d = case
+    rng = np.random.default_rng(zlib.crc32(case_id(case).encode()) % 2**32)
+    x, K = rand(rng, n, ci, h, w), rand(rng, co, ci, *k)
+    b = rand(rng, co) if with_bias else None
+    y = fnl.conv.conv2d(x, K, stride=s, padding=p, dilation=d, bias=b)
+    close(y, ref.conv2d(x, K, s, p, d, b), what="y")
+    g = rand(rng, *y.shape)
+    got = conv.conv2d_backward(g, x, K, stride=s, padding=p, dilation=d, bias=b)
+    dx, dK, db = ref.conv2d_backward(g, x, K, s, p, d)
+    close(got["x"], dx, what="dx")
+    close(got["K"], dK, what="dK")
+    if with_bias:
+        close(got["bias"], db, what="dbias")
+    else:
+        assert got["bias"] is None
+
+
+def lowrank_inputs(rng, case, ranks, with_bias):
+    n, ci, co, h, w, k, s, p, d = case
+    kh, kw = k
+    x = rand(rng, n, ci, h, w)
+    U = rand(rng, co * kh, ranks[0])
+    V = rand(rng, ci * kw, ranks[-1])
+    middle = [rand(rng, ranks[j], ranks[j + 1]) for j in range(len(ranks) - 1)] or None
+    b = rand(rng, co) if with_bias else None
+    return x, U, V, middle, b
+
+
+def rank_choices(case):
+    n, ci, co, h, w, (kh, kw), *_ = case
+    full = min(co * kh, ci * kw)
+    return [[1], [max(1, full // 2)], [full + 3], [2, max(1, full // 2) + 1, 3], [full + 2, 1]]
+
+
+LR_CASES = [(c, i) for c in CASES for i in range(5)]
+
+
+@pytest.mark.parametrize("path", ["fused", "compose"])
+@pytest.mark.parametrize("case,ri", LR_CASES, ids=[f"{case_id(c)}-r{i}" for c, i in LR_CASES])
+def test_lowrank_matches_reference(case, ri, path):
+    n, ci, co, h, w, k, s, p, d = case
+    ranks = rank_choices(case)[ri]
+    with_bias = ri % 2 == 0
+    rng = np.random.default_rng((zlib.crc32(case_id(case).encode()) + ri) % 2**32)
+    x, U, V, middle, b = lowrank_inputs(rng, case, ranks, with_bias)
+    kw = dict(stride=s, padding=p, dilation=d, bias=b, middle=middle)
+    y = conv.lowrank_conv2d(x, U, V, k, _path=path, **kw)
+    close(y, ref.lowrank_conv2d(x, U, V, k, s, p, d, b, middle), what="y")
+    g = rand(rng, *y.shape)
+    got = conv.lowrank_conv2d_backward(g, x, U, V, k, _path=path, **kw)
+    want = ref.lowrank_conv2d_backward(g, x, U, V, k, s, p, d, middle)
+    for name in ("x", "U", "V"):
+        close(got[name], want[name], rtol=5e-5, what=f"d{name}")
+    if with_bias:
+        close(got["bias"], want["bias"], what="dbias")
+    else:
+        assert got["bias"] is None
+    assert len(got["middle"]) == len(middle or [])
+    for j, (a, e) in enumerate(zip(got["middle"], want["middle"])):
+        close(a, e, rtol=5e-5, what=f"dmiddle[{j}]")
+
+
+def test_paths_agree_and_auto_choice():
+    rng = np.random.default_rng(7)
+    x = rand(rng, 2, 8, 9, 9)
+    for ranks, expected in (([3], "fused"), ([40], "compose"), ([30, 2, 30], "fused")):
+        U, V = rand(rng, 8 * 3, ranks[0]), rand(rng, 8 * 3, ranks[-1])
+        middle = [rand(rng, ranks[j], ranks[j + 1]) for j in range(len(ranks) - 1)] or None
+        plan = conv._lowrank_plan(x.shape, 8, 3, ranks, padding=1)
+        assert plan["path"] == expected
+        assert plan["rank"] == min(ranks)
+        results = {}
+        for path in ("auto", "fused", "compose"):
+            y = conv.lowrank_conv2d(x, U, V, 3, padding=1, middle=middle, _path=path)
+            d = conv.lowrank_conv2d_backward(np.ones_like(y), x, U, V, 3, padding=1, middle=middle, _path=path)
+            results[path] = (y, d)
+        for path in ("fused", "compose"):
+            close(results[path][0], results["auto"][0], rtol=1e-5, what=f"y {path}")
+            for name in ("x", "U", "V"):
+                close(results[path][1][name], results["auto"][1][name], rtol=5e-5, what=f"d{name} {path}")
+
+
+def test_saved_intermediate():
+    rng = np.random.default_rng(3)
+    case = (3, 4, 5, 9, 8, (3, 3), (2, 1), 1, (1, 2))
+    n, ci, co, h, w, k, s, p, d = case
+    x, U, V, middle, b = lowrank_inputs(rng, case, [6, 2, 4], True)
+    kw = dict(stride=s, padding=p, dilation=d, bias=b, middle=middle)
+    y, z = conv.lowrank_conv2d_forward(x, U, V, k, _path="fused", **kw)
+    close(y, conv.lowrank_conv2d(x, U, V, k, _path="fused", **kw), rtol=1e-6)
+    wo = ref.out_size(w, 3, 1, 1, 2)
+    assert z.shape == (2, n, h, wo) and z.dtype == np.float32
+    g = rand(rng, *y.shape)
+    a = conv.lowrank_conv2d_backward(g, x, U, V, k, _path="fused", intermediate=z, **kw)
+    e = conv.lowrank_conv2d_backward(g, x, U, V, k, _path="fused", **kw)
+    for name in ("x", "U", "V", "bias"):
+        close(a[name], e[name], rtol=1e-6, what=name)
+    for am, em in zip(a["middle"], e["middle"]):
+        close(am, em, rtol=1e-6)
+    y2, z2 = conv.lowrank_conv2d_forward(x, U, V, k, _path="compose", **kw)
+    assert z2 is None
+    close(y2, y, rtol=1e-5)
+
+
+def test_workspace_reuse():
+    rng = np.random.default_rng(5)
+    ws = conv.ConvWorkspace()
+    assert ws.nbytes == 0
+    for n, h in ((2, 9), (4, 12), (1, 5), (4, 12)):
+        x = rand(rng, n, 3, h, h)
+        U, V = rand(rng, 4 * 3, 2), rand(rng, 3 * 3, 2)
+        K = rand(rng, 4, 3, 3, 3)
+        y = conv.lowrank_conv2d(x, U, V, 3, padding=1, workspace=ws)
+        close(y, conv.lowrank_conv2d(x, U, V, 3, padding=1), rtol=1e-6)
+        g = rand(rng, *y.shape)
+        d1 = conv.lowrank_conv2d_backward(g, x, U, V, 3, padding=1, workspace=ws)
+        d2 = conv.lowrank_conv2d_backward(g, x, U, V, 3, padding=1)
+        close(d1["x"], d2["x"], rtol=1e-6)
+        close(d1["U"], d2["U"], rtol=1e-6)
+        yd = conv.conv2d(x, K, padding=1, workspace=ws)
+        close(yd, conv.conv2d(x, K, padding=1), rtol=1e-6)
+        e1 = conv.conv2d_backward(g, x, K, padding=1, workspace=ws)
+        close(e1["K"], conv.conv2d_backward(g, x, K, padding=1)["K"], rtol=1e-6)
+    held = ws.nbytes
+    assert held > 0
+    conv.lowrank_conv2d(rand(rng, 1, 3, 5, 5), U, V, 3, padding=1, workspace=ws)
+    assert ws.nbytes == held  # never shrinks, no reallocation for smaller calls
+    ws.clear()
+    assert ws.nbytes == 0
+
+
+def test_one_and_two_threads_agree():
+    rng = np.random.default_rng(11)
+    x = rand(rng, 6, 8, 20, 18)
+    U, V = rand(rng, 8 * 3, 5), rand(rng, 8 * 3, 5)
+    K = rand(rng, 8, 8, 3, 3)
+    b = rand(rng, 8)
+    before = fnl.get_num_threads()
+    out = {}
+    try:
+        for t in (1, 2):
+            fnl.set_num_threads(t)
+            y = conv.lowrank_conv2d(x, U, V, 3, stride=(1, 2), padding=1, bias=b)
+            g = np.cos(y)
+            d = conv.lowrank_conv2d_backward(g, x, U, V, 3, stride=(1, 2), padding=1, bias=b)
+            yd = conv.conv2d(x, K, padding=(2, 1), dilation=(2, 1), bias=b)
+            dd = conv.conv2d_backward(np.sin(yd), x, K, padding=(2, 1), dilation=(2, 1), bias=b)
+            out[t] = [y, d["x"], d["U"], d["V"], d["bias"], yd, dd["x"], dd["K"], dd["bias"]]
+    finally:
+        fnl.set_num_threads(before)
+    for a, e in zip(out[1], out[2]):
+        close(a, e, rtol=1e-5)
+
+
+def test_finite_differences_tiny():
+    """Central differences of L = sum(G * y) on fnl's float32 forward. y is multilinear in x,
+    U, each M_j and V (each appears once), so central differences are exact up to rounding."""
+    rng = np.random.default_rng(13)
+    case = (1, 2, 3, 5, 4, (3, 3), (1, 2), 1, 1)
+    n, ci, co, h, w, k, s, p, d = case
+    x, U, V, middle, b = lowrank_inputs(rng, case, [3, 2], True)
+    kw = dict(stride=s, padding=p, dilation=d)
+    y = conv.lowrank_conv2d(x, U, V, k, bias=b, middle=middle, **kw)
+    G = rand(rng, *y.shape)
+    grads = conv.lowrank_conv2d_backward(G, x, U, V, k, bias=b, middle=middle, **kw)
+    args = {"x": x, "U": U, "V": V, "bias": b, "M": middle[0]}
+
+    def loss(a):
+        yy = conv.lowrank_conv2d(a["x"], a["U"], a["V"], k, bias=a["bias"], middle=[a["M"]], **kw)
+        return float(np.sum(G.astype(np.float64) * yy))
+
+    eps = 1e-2
+    for name, analytic in (("x", grads["x"]), ("U", grads["U"]), ("V", grads["V"]), ("bias", grads["bias"]),
+                           ("M", grads["middle"][0])):
+        flat = args[name].reshape(-1)
+        for i in rng.choice(flat.size, size=min(6, flat.size), replace=False):
+            plus = {kk: vv.copy() for kk, vv in args.items()}
+            minus = {kk: vv.copy() for kk, vv in args.items()}
+            plus[name].reshape(-1)[i] += eps
+            minus[name].reshape(-1)[i] -= eps
+            fd = (loss(plus) - loss(minus)) / (2 * eps)
+            assert abs(fd - analytic.reshape(-1)[i]) <= 2e-3 * max(1.0, abs(fd)), (name, i, fd)
+
+    # The float64 reference's own gradients against central differences (exact in float64).
+    want = ref.lowrank_conv2d_backward(G, x, U, V, k, s, p, d, middle)
+    x64 = x.astype(np.float64)
+    for i in rng.choice(x.size, size=5, replace=False):
+        e = np.zeros(x.size)
+        e[i] = 1e-3
+        e = e.reshape(x.shape)
+        fd = (np.sum(G * ref.lowrank_conv2d(x64 + e, U, V, k, s, p, d, b, middle))
+              - np.sum(G * ref.lowrank_conv2d(x64 - e, U, V, k, s, p, d, b, middle))) / 2e-3
+        assert abs(fd - want["x"].reshape(-1)[i]) <= 1e-8 * max(1.0, abs(fd))
+
+
+def test_lowrank_equals_dense_of_composed_kernel():
+    rng = np.random.default_rng(17)
+    x = rand(rng, 2, 5, 10, 9)
+    U, V = rand(rng, 6 * 3, 4), rand(rng, 5 * 3, 4)
+    K = fnl.matrix_to_conv(fnl.compose(U, V), 6, 5, 3, 3)
+    for opts in ({}, {"stride": 2, "padding": 1}, {"padding": (2, 1), "dilation": (2, 1)}):
+        close(conv.lowrank_conv2d(x, U, V, 3, **opts), conv.conv2d(x, K, **opts), rtol=1e-5, what=str(opts))
+
+
+def test_accepts_converted_inputs():
+    """Array-likes, ints, float64, non-contiguous and read-only inputs are converted."""
+    rng = np.random.default_rng(19)
+    x64 = rng.standard_normal((2, 3, 12, 7))
+    x = x64[:, :, ::2, :]  # non-contiguous float64
+    x.flags.writeable = False
+    K = rng.integers(-2, 3, size=(2, 3, 3, 3))  # ints
+    y = conv.conv2d(x, K.tolist(), padding=1)
+    close(y, ref.conv2d(x.astype(np.float32), K, 1, 1, 1))
+    U = rng.standard_normal((2 * 3, 2)).T.copy().T  # Fortran order
+    V = rng.standard_normal((3 * 3, 2))
+    close(conv.lowrank_conv2d(x, U, V, 3, padding=1),
+          ref.lowrank_conv2d(x.astype(np.float32), U.astype(np.float32), V.astype(np.float32), 3, 1, 1, 1))
+
+
+def test_int_or_pair_options():
+    rng = np.random.default_rng(23)
+    x, K = rand(rng, 1, 2, 9, 9), rand(rng, 2, 2, 3, 3)
+    close(conv.conv2d(x, K, stride=2, padding=1, dilation=1),
+          conv.conv2d(x, K, stride=(2, 2), padding=[1, 1], dilation=(np.int64(1), 1)), rtol=0)
+    U, V = rand(rng, 2 * 3, 2), rand(rng, 2 * 5, 2)
+    y = conv.lowrank_conv2d(x, U, V, (3, 5), padding=(1, 2), groups=1)
+    assert y.shape == (1, 2, 9, 9)
+
+
+def test_torch_agrees():
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    rng = np.random.default_rng(29)
+    x, K, b = rand(rng, 2, 4, 11, 10), rand(rng, 5, 4, 3, 5), rand(rng, 5)
+    opts = dict(stride=(2, 1), padding=(1, 2), dilation=(1, 2))
+    xt = torch.from_numpy(x).double().requires_grad_(True)
+    Kt = torch.from_numpy(K).double().requires_grad_(True)
+    bt = torch.from_numpy(b).double().requires_grad_(True)
+    yt = F.conv2d(xt, Kt, bt, **opts)
+    y = conv.conv2d(x, K, bias=b, **opts)
+    close(y, yt.detach().numpy())
+    g = rand(rng, *y.shape)
+    yt.backward(torch.from_numpy(g).double())
+    d = conv.conv2d_backward(g, x, K, bias=b, **opts)
+    close(d["x"], xt.grad.numpy())
+    close(d["K"], Kt.grad.numpy())
+    close(d["bias"], bt.grad.numpy())
+    # Low-rank: torch's two-conv form (1 x kw then kh x 1) of the same kernel.
+    r = 3
+    U, V = rand(rng, 5 * 3, r), rand(rng, 4 * 5, r)
+    w1 = torch.from_numpy(np.ascontiguousarray(V.T.reshape(r, 4, 1, 5))).double()
+    w2 = torch.from_numpy(np.ascontiguousarray(U.reshape(5, 3, r).transpose(0, 2, 1)[..., None])).double()
+    z = F.conv2d(torch.from_numpy(x).double(), w1, stride=(1, 1 * opts["stride"][1]), padding=(0, 2), dilation=(1, 2))
+    yt2 = F.conv2d(z, w2, stride=(2, 1), padding=(1, 0), dilation=(1, 1))
+    close(conv.lowrank_conv2d(x, U, V, (3, 5), **opts), yt2.numpy())
