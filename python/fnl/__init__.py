@@ -6,6 +6,7 @@ called through a C ABI. See the README for the conventions and benchmarks.
 """
 from ._engine import blas_info, get_num_threads, set_num_threads
 from . import models, nn, optim, train
+from .conv import ConvWorkspace, conv2d, conv2d_backward, lowrank_conv2d, lowrank_conv2d_backward, lowrank_conv2d_forward
 from .factorization import collapse, factorize
 from .functional import (
     Truncation,
@@ -37,6 +38,12 @@ from .rank import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "ConvWorkspace",
+    "conv2d",
+    "conv2d_backward",
+    "lowrank_conv2d",
+    "lowrank_conv2d_backward",
+    "lowrank_conv2d_forward",
     "Truncation",
     "blas_info",
     "collapse",

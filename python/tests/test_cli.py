@@ -383,13 +383,6 @@ def test_compare_end_to_end(tmp_path, capsys):
 
 
 # -- the issue's accuracy requirement -------------------------------------------------------------
-def _engine_convs() -> bool:
-    from fnl.nn import conv as nn_conv
-    return not nn_conv._conv.__name__.endswith("_conv_fallback")
-
-
-@pytest.mark.skipif(not _engine_convs(), reason="needs the engine's conv kernels (fnl.conv); the NumPy "
-                                                "fallback is too slow for a full training run")
 def test_default_train_reaches_95_percent_on_digits(tmp_path, capsys):
     """`fnl train` with its defaults: a low-rank ResNet-20 at rank-scale 0.25 with SI & FD,
     seeded, on digits, in the default number of epochs (about 15-25 s on 2 cores)."""

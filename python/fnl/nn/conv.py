@@ -16,10 +16,7 @@ from .factorized import FactorizedMixin
 from .module import Module, as_float32
 from .parameter import Parameter
 
-try:  # the engine's kernels (issue 3)
-    from .. import conv as _conv
-except ImportError:  # TEMPORARY: NumPy stand-in until fnl.conv is merged
-    from .. import _conv_fallback as _conv
+from .. import conv as _conv
 
 IntPair = Union[int, Tuple[int, int]]
 
