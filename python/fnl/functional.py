@@ -139,7 +139,9 @@ def compose(U: ArrayLike, V: ArrayLike, middle: Middle = None) -> np.ndarray:
 def frobenius_penalty(U: ArrayLike, V: ArrayLike, lam: float, middle: Middle = None) -> float:
     """Frobenius decay penalty (lam / 2) ||U M_1 ... M_d V^T||_F^2 (summed over a batch),
     from the Gram matrices U^T U and V^T V: W is never formed."""
-    return _native.frobenius_penalty(U, V, _middle("frobenius_penalty", middle), lam)
+    if middle is not None:  # (the common middle=None skips a call: this is the fastest path to the engine)
+        middle = _middle("frobenius_penalty", middle)
+    return _native.frobenius_penalty(U, V, middle, lam)
 
 
 def frobenius_decay_grad(
@@ -160,7 +162,9 @@ def frobenius_decay_grad(
     at O((m + n) r^2) cost. With ``add_to=(gU, gV, *gM)`` the gradients are added in place
     into those float32 buffers (e.g. the loss gradients, before momentum) and returned.
     """
-    return _native.frobenius_decay_grad(U, V, _middle("frobenius_decay_grad", middle), lam, add_to)
+    if middle is not None:
+        middle = _middle("frobenius_decay_grad", middle)
+    return _native.frobenius_decay_grad(U, V, middle, lam, add_to)
 
 
 def _scalar_or_batch(values: np.ndarray, U) -> Union[float, np.ndarray]:
