@@ -18,7 +18,7 @@ public enum SpectralInit {
         public var oversample: Int
         public var powerIterations: Int
         public var seed: UInt64
-        public init(rank: Int, method: Method = .exact, oversample: Int = 10, powerIterations: Int = 2, seed: UInt64 = 0) {
+        public init(rank: Int, method: Method = .exact, oversample: Int = 10, powerIterations: Int = 4, seed: UInt64 = 0) {
             self.rank = rank; self.method = method; self.oversample = oversample
             self.powerIterations = powerIterations; self.seed = seed
         }
