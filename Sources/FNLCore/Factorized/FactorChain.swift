@@ -29,8 +29,8 @@ public struct FactorChain {
         try Dimensions.checkMatrix(n, ranks[ranks.count - 1], "V")
         for j in 0..<middle.count { try Dimensions.checkMatrix(ranks[j], ranks[j + 1], "middle[\(j)]") }
         try Dimensions.checkMatrix(m, n, "the composed W")
-        _ = try Dimensions.product([batch, m, ranks[0]], "U")
-        _ = try Dimensions.product([batch, n, ranks[ranks.count - 1]], "V")
+        _ = try Dimensions.product(batch, m, ranks[0], "U")
+        _ = try Dimensions.product(batch, n, ranks[ranks.count - 1], "V")
         self.batch = batch; self.m = m; self.n = n; self.ranks = ranks
         self.u = u; self.v = v; self.middle = middle
         if checkFinite {

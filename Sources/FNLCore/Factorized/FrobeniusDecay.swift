@@ -16,38 +16,48 @@ public enum FrobeniusDecay {
     /// overflow or underflow (factor entries near the float32 range) are recomputed on normalized copies,
     /// so the result is finite whenever ||W_b||_F^2 fits a double.
     public static func squaredNorms(_ c: FactorChain) throws -> [Double] {
-        var out = try gramSquaredNorms(c)
+        var out = [Double](repeating: 0, count: c.batch)
+        try eachSquaredNorm(c) { b, x in out[b] = x }
         for b in 0..<c.batch where FactorChain.suspect(out[b]) {
-            out[b] = try c.withNormalizedItem(b) { item, scale in try gramSquaredNorms(item)[0] * scale * scale }
+            out[b] = try c.withNormalizedItem(b) { item, scale in
+                var x = 0.0
+                try eachSquaredNorm(item) { _, v in x = v }
+                return x * scale * scale
+            }
         }
         return out
-    }
-
-    static func gramSquaredNorms(_ c: FactorChain) throws -> [Double] {
-        let r0 = c.rankIn, rd = c.rankOut, big = c.maxPairCount
-        return try withScratch([r0 * r0, rd * rd, r0 * rd, r0 * rd, r0 * r0, big], "the Frobenius norm") { s in
-            let (gu, gv, mm, t, cc, tmp) = (s[0], s[1], s[2], s[3], s[4], s[5])
-            var out = [Double](repeating: 0, count: c.batch)
-            for b in 0..<c.batch {
-                Blas.gram(c.u(b), c.m, r0, gu)
-                Blas.gram(c.v(b), c.n, rd, gv)
-                if c.depth == 0 {
-                    out[b] = Blas.dot(gu, gv, r0 * r0)
-                } else {
-                    c.middleProduct(b, from: 0, to: c.depth, mm, tmp)
-                    Blas.gemm(false, false, r0, rd, rd, 1, mm, rd, gv, rd, 0, t, rd)    // M G_V
-                    Blas.gemm(false, true, r0, r0, rd, 1, t, rd, mm, rd, 0, cc, r0)     // M G_V M^T
-                    out[b] = Blas.dot(gu, cc, r0 * r0)
-                }
-            }
-            return out
-        }
     }
 
     /// (lambda / 2) * sum_b ||W_b||_F^2.
     public static func penalty(_ c: FactorChain, lambda: Float) throws -> Double {
         try checkLambda(lambda)
-        return 0.5 * Double(lambda) * (try squaredNorms(c)).reduce(0, +)
+        var sum = 0.0, suspect = false
+        try eachSquaredNorm(c) { _, x in  // (no array on the common path: the fastest engine call)
+            sum += x
+            if FactorChain.suspect(x) { suspect = true }
+        }
+        if suspect { sum = try squaredNorms(c).reduce(0, +) }
+        return 0.5 * Double(lambda) * sum
+    }
+
+    /// Calls `body(b, ||W_b||_F^2)` for b = 0, 1, ..., batch - 1.
+    static func eachSquaredNorm(_ c: FactorChain, _ body: (Int, Double) -> Void) throws {
+        let r0 = c.rankIn, rd = c.rankOut, big = c.maxPairCount
+        try withScratch([r0 * r0, rd * rd, r0 * rd, r0 * rd, r0 * r0, big], "the Frobenius norm") { s in
+            let (gu, gv, mm, t, cc, tmp) = (s[0], s[1], s[2], s[3], s[4], s[5])
+            for b in 0..<c.batch {
+                Blas.gram(c.u(b), c.m, r0, gu)
+                Blas.gram(c.v(b), c.n, rd, gv)
+                if c.depth == 0 {
+                    body(b, Blas.dot(gu, gv, r0 * r0))
+                } else {
+                    c.middleProduct(b, from: 0, to: c.depth, mm, tmp)
+                    Blas.gemm(false, false, r0, rd, rd, 1, mm, rd, gv, rd, 0, t, rd)    // M G_V
+                    Blas.gemm(false, true, r0, r0, rd, 1, t, rd, mm, rd, 0, cc, r0)     // M G_V M^T
+                    body(b, Blas.dot(gu, cc, r0 * r0))
+                }
+            }
+        }
     }
 
     /// Writes (or, with `accumulate`, adds) the FD gradients into dU, dV and dM_j, laid

@@ -25,6 +25,31 @@ public enum SVD {
         try check(info, "sgesdd")
     }
 
+    /// The leading `r` singular triplets only (1 <= r <= min(m, n)), through LAPACK's sgesvdx
+    /// (bidiagonalization, then bisection and inverse iteration on the Golub-Kahan tridiagonal
+    /// matrix for the r largest values, then back-transformation of r vectors): for r well
+    /// below min(m, n) this skips most of the vector work of sgesdd. `a` (m*n) is destroyed;
+    /// `s` (min(m, n) floats, workspace beyond the first r) receives the values in descending
+    /// order, `p` (m*r) the left and `qt` (r*n) the right vectors, row-major.
+    public static func leading(_ a: UnsafeMutablePointer<Float>, _ m: Int, _ n: Int, _ r: Int,
+                               s: UnsafeMutablePointer<Float>,
+                               p: UnsafeMutablePointer<Float>, qt: UnsafeMutablePointer<Float>) throws {
+        let k = min(m, n)
+        try require(r >= 1 && r <= k, "rank must be in 1..\(k), got \(r)")
+        try withScratch(12 * k, "the sgesvdx integer workspace") { w in
+            let iwork = UnsafeMutableRawPointer(w).bindMemory(to: Int32.self, capacity: 12 * k)
+            var found: Int32 = 0
+            // Column-major A^T (n x m) = U_a S VT_a: U_a (n x r, ld n) read row-major is Q^T (r x n),
+            // VT_a (r x m, ld r) read row-major is P (m x r).
+            let v = CChar(UInt8(ascii: "V"))
+            let info = LAPACKE_sgesvdx(LAPACK_COL_MAJOR, v, v, CChar(UInt8(ascii: "I")),
+                                       Int32(n), Int32(m), a, Int32(n), 0, 0, 1, Int32(r), &found,
+                                       s, qt, Int32(n), p, Int32(r), iwork)
+            try check(info, "sgesvdx")
+            if found != Int32(r) { throw FNLError.numerical("LAPACK sgesvdx found \(found) of \(r) singular values") }
+        }
+    }
+
     /// Maps a LAPACKE status to an error: memory failures and non-convergence.
     static func check(_ info: Int32, _ routine: String) throws {
         if info == 0 { return }

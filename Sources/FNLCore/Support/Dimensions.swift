@@ -13,6 +13,16 @@ public enum Dimensions {
         return p
     }
 
+    /// The product a * b * c without allocating (the common case of `product`, which it calls
+    /// for the message when a dimension is negative or the product overflows).
+    @inline(__always)
+    public static func product(_ a: Int, _ b: Int, _ c: Int, _ what: String) throws -> Int {
+        let (ab, o1) = a.multipliedReportingOverflow(by: b)
+        let (abc, o2) = ab.multipliedReportingOverflow(by: c)
+        if a < 0 || b < 0 || c < 0 || o1 || o2 { return try product([a, b, c], what) }
+        return abc
+    }
+
     /// `x` as an Int32 for BLAS/LAPACK, or `.invalid` when it does not fit.
     public static func blas(_ x: Int, _ what: String) throws -> Int32 {
         guard x >= 0, x <= Int(Int32.max) else {
@@ -22,11 +32,14 @@ public enum Dimensions {
     }
 
     /// Checks that a matrix of `rows` x `cols` has an element count BLAS can address.
+    /// (The messages are built only on failure: this runs on every call, however small.)
     public static func checkMatrix(_ rows: Int, _ cols: Int, _ what: String) throws {
         try require(rows >= 1 && cols >= 1, "\(what) must be non-empty, got shape (\(rows), \(cols))")
-        _ = try blas(rows, "\(what) rows")
-        _ = try blas(cols, "\(what) columns")
-        let n = try product([rows, cols], what)
-        _ = try blas(n, "\(what) element count")
+        let limit = Int(Int32.max)
+        if rows > limit { _ = try blas(rows, "\(what) rows") }
+        if cols > limit { _ = try blas(cols, "\(what) columns") }
+        let (n, overflow) = rows.multipliedReportingOverflow(by: cols)
+        if overflow { _ = try product([rows, cols], what) }
+        if n > limit { _ = try blas(n, "\(what) element count") }
     }
 }
