@@ -229,12 +229,6 @@ def run(seed: int, count: int, log_path: str | None = None) -> dict:
                     raise AssertionError(f"message without [fnl.<name>] prefix from {describe(f, args, kw)}: "
                                          f"{name}: {msg}") from e
             except RuntimeError as e:
-                # KNOWN BUG (SpectralInit.swift, not owned by the test suite): randomized SI of a W
-                # with entries near the float32 limit overflows its sketch and LAPACK rejects the
-                # NaN. Tracked by test_functional.test_randomized_spectral_init_over_the_float32_range.
-                if "LAPACK" in str(e) and kw.get("method", args[2] if len(args) > 2 else None) == "randomized":
-                    stats["known-randomized-overflow"] = stats.get("known-randomized-overflow", 0) + 1
-                    continue
                 raise AssertionError(f"RuntimeError escaped from {describe(f, args, kw)}: {e}") from e
             except Exception as e:
                 raise AssertionError(f"{type(e).__name__} escaped from {describe(f, args, kw)}: {e}") from e

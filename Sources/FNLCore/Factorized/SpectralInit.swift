@@ -58,7 +58,44 @@ public enum SpectralInit {
             if usesLeadingTriplets(m, n, r) { return try exactLeading(w, m, n, r, total, u, v, s) }
             return try exact(w, m, n, r, total, u, v, s)
         }
-        return try randomized(w, m, n, r, sketch, options, total, u, v, s)
+        return try randomizedScaled(w, m, n, r, sketch, options, total, u, v, s)
+    }
+
+    /// ||W - U V^T||_F^2 in float64 from the residual formed in a copy of W: no cancellation
+    /// against ||W||^2 when the tail is small.
+    static func residualEnergy(_ w: UnsafePointer<Float>, _ m: Int, _ n: Int, _ r: Int,
+                               _ u: UnsafePointer<Float>, _ v: UnsafePointer<Float>,
+                               into a: UnsafeMutablePointer<Float>) -> Double {
+        a.update(from: w, count: m * n)
+        Blas.gemm(false, true, m, n, r, -1, u, r, v, r, 1, a, n)
+        return Blas.sumOfSquares(a, m * n)
+    }
+
+    /// The randomized method on W scaled by a power of two when its entries are so large (or
+    /// small) that the float32 sketches W Omega, W^T Q would overflow (or underflow); the
+    /// results are scaled back exactly (s by 1/c, U and V by 1/sqrt(c)).
+    static func randomizedScaled(_ w: UnsafePointer<Float>, _ m: Int, _ n: Int, _ r: Int, _ l: Int,
+                                 _ o: Options, _ total: Double,
+                                 _ u: UnsafeMutablePointer<Float>, _ v: UnsafeMutablePointer<Float>,
+                                 _ s: UnsafeMutablePointer<Float>) throws -> Result {
+        var maxAbs: Float = 0
+        for i in 0..<(m * n) { maxAbs = max(maxAbs, abs(w[i])) }
+        if maxAbs == 0 || (maxAbs < 0x1p40 && maxAbs > 0x1p-40) {
+            return try randomized(w, m, n, r, l, o, total, u, v, s)
+        }
+        // c = 2^-exponent brings the largest entry to [1, 2); in float64, as 2^-exponent of a
+        // subnormal maximum exceeds the float32 range.
+        let c = Double(sign: .plus, exponent: -Int(maxAbs.exponent), significand: 1)
+        return try withScratch(m * n, "a rescaled copy of W") { scaled in
+            for i in 0..<(m * n) { scaled[i] = Float(Double(w[i]) * c) }
+            let inner = try randomized(scaled, m, n, r, l, o, Blas.sumOfSquares(scaled, m * n), u, v, s)
+            let back = 1 / c
+            for i in 0..<min(r, l) { s[i] = Float(Double(s[i]) * back) }
+            let f = Float(back.squareRoot())
+            for i in 0..<(m * r) { u[i] *= f }
+            for i in 0..<(n * r) { v[i] *= f }
+            return Result(totalEnergy: total, tailEnergy: inner.tailEnergy * back * back)
+        }
     }
 
     /// Whether the exact method computes only the leading r triplets (sgesvdx + Rayleigh-Ritz)
@@ -109,9 +146,7 @@ public enum SpectralInit {
             Blas.gemm(false, false, m, r, r, 1, p, r, pb, r, 0, z, r)        // P P_b (m x r)
             Blas.gemm(false, true, r, n, r, 1, qbt, r, q, r, 0, qt, n)       // (Q Q_b)^T (r x n)
             writeFactors(m, n, r, kept: r, p: z, pCols: r, sv: sv, qt: qt, u: u, v: v, s: s)
-            a.update(from: w, count: m * n)
-            Blas.gemm(false, true, m, n, r, -1, u, r, v, r, 1, a, n)          // W - U V^T
-            return Result(totalEnergy: total, tailEnergy: Blas.sumOfSquares(a, m * n))
+            return Result(totalEnergy: total, tailEnergy: residualEnergy(w, m, n, r, u, v, into: a))
         }
     }
 
@@ -120,8 +155,8 @@ public enum SpectralInit {
                            _ u: UnsafeMutablePointer<Float>, _ v: UnsafeMutablePointer<Float>,
                            _ s: UnsafeMutablePointer<Float>) throws -> Result {
         // l < min(m, n) here, so both orthonormalizations below act on tall matrices.
-        return try withScratch([n * l, m * l, l * n, l, l * l, m * l], "the randomized SVD of W") { b in
-            let (z, y, bm, sv, pb, p) = (b[0], b[1], b[2], b[3], b[4], b[5])
+        return try withScratch([n * l, m * l, l * n, l, l * l, m * l, m * n], "the randomized SVD of W") { b in
+            let (z, y, bm, sv, pb, p, residual) = (b[0], b[1], b[2], b[3], b[4], b[5], b[6])
             var rng = Xoshiro256(seed: o.seed)
             rng.fillNormal(z, n * l)                                        // Omega (n x l)
             Blas.gemm(false, false, m, l, n, 1, w, n, z, l, 0, y, l)         // Y = W Omega
@@ -135,10 +170,8 @@ public enum SpectralInit {
             Blas.gemm(true, false, l, n, m, 1, y, l, w, n, 0, bm, n)         // B = Q^T W (l x n)
             try SVD.thin(bm, l, n, s: sv, p: pb, qt: z)                      // B = P_b S Q^T
             Blas.gemm(false, false, m, l, l, 1, y, l, pb, l, 0, p, l)        // P = Q P_b
-            var captured = 0.0
-            for i in 0..<min(r, l) { captured += Double(sv[i]) * Double(sv[i]) }
             writeFactors(m, n, r, kept: min(r, l), p: p, pCols: l, sv: sv, qt: z, u: u, v: v, s: s)
-            return Result(totalEnergy: total, tailEnergy: max(0, total - captured))
+            return Result(totalEnergy: total, tailEnergy: residualEnergy(w, m, n, r, u, v, into: residual))
         }
     }
 
