@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 DEBIAN_VENV ?= .venv-debian
 SYSTEM_PACKAGES = python3-dev python3-numpy python3-venv python3-pytest python3-wheel python3-setuptools \
-                  libopenblas-dev liblapacke-dev
+                  python3-sklearn python3-matplotlib python3-tqdm libopenblas-dev liblapacke-dev
 PIP_PACKAGES = numpy pytest wheel setuptools
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

@@ -57,14 +57,31 @@ requested_coretype = select_openblas_kernels()
 # workers sleep at once; the user's own setting wins.
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "1")
 
+
+
+def openblas_loaded() -> bool:
+    """Whether a libopenblas is mapped into this process (Linux; False where unknown)."""
+    try:
+        with open("/proc/self/maps", encoding="ascii", errors="replace") as f:
+            return any("libopenblas" in line for line in f)
+    except OSError:
+        return False
+
+
+# True when another module (e.g. Debian's NumPy) loaded the system OpenBLAS before fnl: its
+# kernel choice was made then and fnl's request could not take effect.
+preloaded = openblas_loaded()
+
 from . import _native  # noqa: E402  (must follow the kernel selection)
 
 
 def blas_info() -> dict:
     """OpenBLAS as loaded in this process: its build configuration, the kernel family in use
-    ("corename") and the one fnl requested (None when left to OpenBLAS)."""
+    ("corename"), the one fnl requested (None when left to OpenBLAS) and whether OpenBLAS had
+    been loaded before fnl ("preloaded", in which case the request could not apply)."""
     info = dict(_native.blas_info())
     info["requested"] = requested_coretype
+    info["preloaded"] = preloaded
     return info
 
 
