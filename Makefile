@@ -1,6 +1,8 @@
 # fnl: set-up, main job and tests on a fresh Debian 12 machine with Swift and Python.
-#   make demo   installs what is missing, then runs the main job
+#   make run    installs what is missing, then runs the main job: `fnl compare` (the paper's ablation on digits)
 #   make test   installs what is missing, then runs every test (swift test, pytest, Debian python)
+#   make demo   the matrix-problem demonstration (SI vs random factors, FD vs weight decay)
+#   make bench  the benchmark tables
 PYTHON ?= python3
 VENV ?= .venv
 DEBIAN_VENV ?= .venv-debian
@@ -9,7 +11,10 @@ SYSTEM_PACKAGES = python3-dev python3-numpy python3-venv python3-pytest python3-
 PIP_PACKAGES = numpy pytest wheel setuptools
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test system-packages venv swift-test pytest debian-test bench clean
+.PHONY: run demo test system-packages venv swift-test pytest debian-test bench clean
+
+run: venv
+	$(VENV)/bin/fnl compare --out runs/compare --resume
 
 demo: venv
 	$(VENV)/bin/python -m fnl demo
@@ -43,6 +48,9 @@ debian-test: system-packages
 
 bench: venv
 	$(VENV)/bin/python benchmarks/bench_factorized.py
+	$(VENV)/bin/python benchmarks/bench_conv.py
+	$(VENV)/bin/python benchmarks/bench_optim.py
+	$(VENV)/bin/python benchmarks/bench_train.py
 
 clean:
-	rm -rf .build build $(VENV) $(DEBIAN_VENV) python/fnl/*.so
+	rm -rf .build build runs $(VENV) $(DEBIAN_VENV) python/fnl/*.so
