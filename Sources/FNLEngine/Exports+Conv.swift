@@ -19,12 +19,6 @@ private func ranks(_ depth: Int64, _ ranks: UnsafePointer<Int64>?) throws -> [In
     return (0...d).map { Int(clamping: r[$0]) }
 }
 
-private func middles(_ depth: Int, _ m: UnsafePointer<UnsafePointer<Float>?>?) throws -> [UnsafePointer<Float>] {
-    if depth == 0 { return [] }
-    let m = try nonNull(m, "middle")
-    return try (0..<depth).map { try nonNull(m[$0], "middle[\($0)]") }
-}
-
 private func workspaceCount(_ ws: UnsafeMutablePointer<Float>?, _ count: Int64) throws -> Int {
     ws == nil ? 0 : try size(count, "workspace_count")
 }
@@ -114,7 +108,7 @@ public func fnl_lowrank_conv2d_forward(_ geom: UnsafePointer<Int64>?, _ depth: I
         try Finite.check(x, g.inputCount, "x")
         if let bias { try Finite.check(bias, g.cOut, "bias") }
         try LowRankConv.forward(p, x: x, u: try nonNull(u, "U"), v: try nonNull(v, "V"),
-                                middle: try middles(p.depth, middle), bias: bias, y: try nonNull(y, "y"),
+                                middle: try pointerList(middle, p.depth, "middle"), bias: bias, y: try nonNull(y, "y"),
                                 intermediate: intermediate, workspace: ws,
                                 workspaceCount: try workspaceCount(ws, wsCount))
     }
@@ -139,13 +133,9 @@ public func fnl_lowrank_conv2d_backward(_ geom: UnsafePointer<Int64>?, _ depth: 
         try Finite.check(gy, g.outputCount, "grad_y")
         try Finite.check(x, g.inputCount, "x")
         if let intermediate { try Finite.check(intermediate, p.intermediateCount, "intermediate") }
-        var dms: [UnsafeMutablePointer<Float>] = []
-        if p.depth > 0 {
-            let dmiddle = try nonNull(dmiddle, "dmiddle")
-            for j in 0..<p.depth { dms.append(try nonNull(dmiddle[j], "dmiddle[\(j)]")) }
-        }
+        let dms = try pointerList(dmiddle, p.depth, "dmiddle")
         try LowRankConv.backward(p, gradOutput: gy, x: x, u: try nonNull(u, "U"), v: try nonNull(v, "V"),
-                                 middle: try middles(p.depth, middle), intermediate: intermediate,
+                                 middle: try pointerList(middle, p.depth, "middle"), intermediate: intermediate,
                                  dx: try nonNull(dx, "dx"), du: try nonNull(du, "dU"), dv: try nonNull(dv, "dV"),
                                  dMiddle: dms, dbias: dbias, workspace: ws,
                                  workspaceCount: try workspaceCount(ws, wsCount))

@@ -7,11 +7,7 @@ private func chain(_ batch: Int64, _ m: Int64, _ n: Int64, _ depth: Int64, _ ran
     let d = try size(depth, "depth")
     try require(d <= 64, "depth must be in 0..64, got \(d)")
     let ranks = try nonNull(ranks, "ranks")
-    var mids: [UnsafePointer<Float>] = []
-    if d > 0 {
-        let middle = try nonNull(middle, "middle")
-        for j in 0..<d { mids.append(try nonNull(middle[j], "middle[\(j)]")) }
-    }
+    let mids = try pointerList(middle, d, "middle")
     return try FactorChain(batch: try size(batch, "batch"), m: try size(m, "m"), n: try size(n, "n"),
                            ranks: (0...d).map { Int(ranks[$0]) },
                            u: try nonNull(u, "U"), v: try nonNull(v, "V"), middle: mids)
@@ -73,11 +69,7 @@ public func fnl_frobenius_decay_grad(_ batch: Int64, _ m: Int64, _ n: Int64, _ d
                                      _ err: UnsafeMutablePointer<CChar>?, _ cap: Int) -> Int32 {
     abiCall(err, cap) {
         let c = try chain(batch, m, n, depth, ranks, u, v, middle)
-        var dms: [UnsafeMutablePointer<Float>] = []
-        if c.depth > 0 {
-            let dmiddle = try nonNull(dmiddle, "dmiddle")
-            for j in 0..<c.depth { dms.append(try nonNull(dmiddle[j], "dmiddle[\(j)]")) }
-        }
+        let dms = try pointerList(dmiddle, c.depth, "dmiddle")
         try FrobeniusDecay.gradient(c, lambda: lam, accumulate: accumulate != 0,
                                     dU: try nonNull(du, "dU"), dV: try nonNull(dv, "dV"), dMiddle: dms)
     }

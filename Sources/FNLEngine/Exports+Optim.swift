@@ -3,32 +3,6 @@ import FNLCore
 // Exports of the optimizer steps (fnl_optim.h): translate the raw ABI arguments into
 // `OptimTensors` / `FactorProduct`s, run the core step, return a status.
 
-/// Reads `count` non-null pointers from a C array of pointers. (Messages are formatted only
-/// on failure: string interpolation per tensor would dominate steps over many small tensors.)
-private func pointers<T>(_ array: UnsafePointer<UnsafeMutablePointer<T>?>?, _ count: Int,
-                         _ name: String) throws -> [UnsafeMutablePointer<T>] {
-    let array = try nonNull(array, name)
-    var out: [UnsafeMutablePointer<T>] = []
-    out.reserveCapacity(count)
-    for i in 0..<count {
-        guard let p = array[i] else { throw FNLError.invalid("\(name)[\(i)] is a null pointer") }
-        out.append(p)
-    }
-    return out
-}
-
-private func pointers<T>(_ array: UnsafePointer<UnsafePointer<T>?>?, _ count: Int,
-                         _ name: String) throws -> [UnsafePointer<T>] {
-    let array = try nonNull(array, name)
-    var out: [UnsafePointer<T>] = []
-    out.reserveCapacity(count)
-    for i in 0..<count {
-        guard let p = array[i] else { throw FNLError.invalid("\(name)[\(i)] is a null pointer") }
-        out.append(p)
-    }
-    return out
-}
-
 /// The `count` sizes (each >= 0) of a C array.
 private func sizeList(_ sizes: UnsafePointer<Int64>?, _ count: Int) throws -> [Int] {
     let sizes = try nonNull(sizes, "sizes")
@@ -48,7 +22,7 @@ private func group(_ count: Int64, _ params: UnsafePointer<UnsafeMutablePointer<
     let n = try size(count, "count")
     if n == 0 { return try OptimTensors(params: [], grads: [], sizes: [], decay: []) }
     let decay = try nonNull(decay, "decay")
-    return try OptimTensors(params: try pointers(params, n, "params"), grads: try pointers(grads, n, "grads"),
+    return try OptimTensors(params: try pointerList(params, n, "params"), grads: try pointerList(grads, n, "grads"),
                             sizes: try sizeList(sizes, n), decay: Array(UnsafeBufferPointer(start: decay, count: n)))
 }
 
@@ -91,7 +65,7 @@ public func fnl_sgd_step(_ count: Int64, _ params: UnsafePointer<UnsafeMutablePo
     abiCall(err, cap) {
         let t = try group(count, params, grads, sizes, decay)
         let ps = try products(nChains, chainsLen, chains, sizes: t.sizes)
-        let bufs = mu != 0 && t.count > 0 ? try pointers(momentum, t.count, "momentum") : nil
+        let bufs = mu != 0 && t.count > 0 ? try pointerList(momentum, t.count, "momentum") : nil
         try SGD.step(t, buffers: bufs, products: ps, fdLambda: try floats(chainLam, ps.count, "chain_lam"),
                      workspace: try workspace(ws, wsLen),
                      SGD.Hyper(lr: lr, momentum: mu, dampening: dampening, nesterov: nesterov != 0,
@@ -116,8 +90,8 @@ public func fnl_adamw_step(_ count: Int64, _ params: UnsafePointer<UnsafeMutable
         let t = try group(count, params, grads, sizes, decay)
         let ps = try products(nChains, chainsLen, chains, sizes: t.sizes)
         let moments = try AdamMoments(beta1: beta1, beta2: beta2, eps: eps, step: Int(clamping: step))
-        try AdamW.step(t, expAvg: t.count > 0 ? try pointers(expAvg, t.count, "exp_avg") : [],
-                       expAvgSq: t.count > 0 ? try pointers(expAvgSq, t.count, "exp_avg_sq") : [],
+        try AdamW.step(t, expAvg: try pointerList(expAvg, t.count, "exp_avg"),
+                       expAvgSq: try pointerList(expAvgSq, t.count, "exp_avg_sq"),
                        products: ps, fdLambda: try floats(chainLam, ps.count, "chain_lam"),
                        workspace: try workspace(ws, wsLen), lr: lr, moments: moments,
                        checkFinite: checkFinite != 0)
@@ -141,8 +115,8 @@ public func fnl_lamb_step(_ count: Int64, _ params: UnsafePointer<UnsafeMutableP
         let t = try group(count, params, grads, sizes, decay)
         let ps = try products(nChains, chainsLen, chains, sizes: t.sizes)
         let moments = try AdamMoments(beta1: beta1, beta2: beta2, eps: eps, step: Int(clamping: step))
-        try LAMB.step(t, expAvg: t.count > 0 ? try pointers(expAvg, t.count, "exp_avg") : [],
-                      expAvgSq: t.count > 0 ? try pointers(expAvgSq, t.count, "exp_avg_sq") : [],
+        try LAMB.step(t, expAvg: try pointerList(expAvg, t.count, "exp_avg"),
+                      expAvgSq: try pointerList(expAvgSq, t.count, "exp_avg_sq"),
                       products: ps, fdLambda: try floats(chainLam, ps.count, "chain_lam"),
                       workspace: try workspace(ws, wsLen), update: try workspace(update, updateLen),
                       lr: lr, moments: moments, checkFinite: checkFinite != 0, trust: trust)
@@ -159,7 +133,7 @@ public func fnl_norm_match(_ count: Int64, _ params: UnsafePointer<UnsafeMutable
         let n = try size(count, "count")
         var values: [UnsafeMutablePointer<Float>] = [], counts: [Int] = []
         if n > 0 {
-            values = try pointers(params, n, "params")
+            values = try pointerList(params, n, "params")
             counts = try sizeList(sizes, n)
         }
         let ps = try products(nChains, chainsLen, chains, sizes: counts)

@@ -50,6 +50,21 @@ func nonNull<T>(_ p: UnsafeMutablePointer<T>?, _ name: String) throws -> UnsafeM
     return p
 }
 
+/// Reads `count` non-null pointers from a C array of pointers named `name` (which may be null
+/// when `count` is 0). Messages are formatted only on failure: string interpolation per
+/// pointer would dominate optimizer steps over many small tensors.
+func pointerList<P>(_ array: UnsafePointer<P?>?, _ count: Int, _ name: String) throws -> [P] {
+    if count == 0 { return [] }
+    let array = try nonNull(array, name)
+    var out: [P] = []
+    out.reserveCapacity(count)
+    for i in 0..<count {
+        guard let p = array[i] else { throw FNLError.invalid("\(name)[\(i)] is a null pointer") }
+        out.append(p)
+    }
+    return out
+}
+
 /// Converts an int64 size argument to Int, rejecting negatives.
 func size(_ x: Int64, _ name: String) throws -> Int {
     guard x >= 0 else { throw FNLError.invalid("\(name) must be >= 0, got \(x)") }

@@ -7,6 +7,7 @@ called through a C ABI. See the README for the conventions and benchmarks.
 from ._engine import blas_info, get_num_threads, set_num_threads
 from . import models, nn, optim, train
 from .conv import ConvWorkspace, conv2d, conv2d_backward, lowrank_conv2d, lowrank_conv2d_backward, lowrank_conv2d_forward
+from .conv import __all__ as _conv_all
 from .factorization import collapse, factorize
 from .functional import (
     Truncation,
@@ -38,12 +39,7 @@ from .rank import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "ConvWorkspace",
-    "conv2d",
-    "conv2d_backward",
-    "lowrank_conv2d",
-    "lowrank_conv2d_backward",
-    "lowrank_conv2d_forward",
+    *_conv_all,
     "Truncation",
     "blas_info",
     "collapse",

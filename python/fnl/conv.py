@@ -35,6 +35,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from . import _native
+from .functional import _middle
 
 ArrayLike = Union[np.ndarray, Sequence]
 IntOrPair = Union[int, Tuple[int, int]]
@@ -120,12 +121,6 @@ def _workspace(fn: str, workspace):
     if workspace is not None and not isinstance(workspace, ConvWorkspace):
         raise TypeError(f"[fnl.{fn}] workspace must be None or a fnl.ConvWorkspace, got {type(workspace).__name__}")
     return workspace
-
-
-def _middle(fn: str, middle: Middle):
-    if middle is None or isinstance(middle, (list, tuple)):
-        return middle
-    raise TypeError(f"[fnl.{fn}] middle must be None or a list of matrices, got {type(middle).__name__}")
 
 
 def _path(fn: str, path: str) -> int:

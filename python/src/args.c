@@ -32,6 +32,18 @@ static int check_dtype_kind(PyArray_Descr *d, const char *fn, const char *arg) {
 }
 
 PyArrayObject *fnl_as_input(PyObject *obj, const char *fn, const char *arg, int min_nd, int max_nd) {
+    /* The common case first: an exact float32 ndarray that is already C-contiguous, aligned,
+     * native-endian, non-empty and of an accepted rank is used as is (the conversion below
+     * would return the same object, at several times the cost of this check on tiny calls). */
+    if (PyArray_CheckExact(obj)) {
+        PyArrayObject *a = (PyArrayObject *)obj;
+        int nd = PyArray_NDIM(a);
+        if (PyArray_TYPE(a) == NPY_FLOAT32 && nd >= min_nd && nd <= max_nd && PyArray_ISNOTSWAPPED(a) &&
+            PyArray_IS_C_CONTIGUOUS(a) && PyArray_ISALIGNED(a) && PyArray_SIZE(a) > 0) {
+            Py_INCREF(obj);
+            return a;
+        }
+    }
     if (obj == Py_None) {
         PyErr_Format(PyExc_TypeError, "[%s] %s must be an array, got None", fn, arg);
         return NULL;
@@ -205,4 +217,51 @@ int fnl_check_nargs(Py_ssize_t nargs, Py_ssize_t expected, const char *fn) {
     if (nargs == expected) return 0;
     PyErr_Format(PyExc_TypeError, "[%s] expected %zd positional arguments, got %zd", fn, expected, nargs);
     return -1;
+}
+
+int fnl_parse_middle(PyObject *middle, PyArrayObject *V, const char *fn, int nd, npy_intp batch, fnl_middle_t *m) {
+    char s[128];
+    int batched = nd == 3;
+    if (middle != Py_None) {
+        if (!PyList_Check(middle) && !PyTuple_Check(middle)) {
+            PyErr_Format(PyExc_TypeError, "[%s] middle must be None or a list of matrices, got %.100s", fn,
+                         Py_TYPE(middle)->tp_name);
+            return -1;
+        }
+        /* A tuple snapshot: converting an item may run user code (__array__) that mutates a list. */
+        if (!(m->seq = PySequence_Tuple(middle))) return -1;
+        Py_ssize_t d = PyTuple_GET_SIZE(m->seq);
+        if (d > FNL_MAX_DEPTH) {
+            PyErr_Format(PyExc_ValueError, "[%s] middle must hold at most %d matrices, got %zd", fn, FNL_MAX_DEPTH, d);
+            return -1;
+        }
+        for (Py_ssize_t j = 0; j < d; j++) {
+            char name[32];
+            snprintf(name, sizeof name, "middle[%d]", (int)j);
+            PyArrayObject *a = fnl_as_input(PyTuple_GET_ITEM(m->seq, j), fn, name, nd, nd);
+            if (!a) return -1;
+            m->arr[m->depth++] = a;
+            m->data[j] = (const float *)PyArray_DATA(a);
+            if (PyArray_DIM(a, nd - 2) != m->ranks[j] || (batched && PyArray_DIM(a, 0) != batch)) {
+                PyErr_Format(PyExc_ValueError,
+                             "[%s] %s must have %lld rows (the columns of the factor before it)%s, got shape %s",
+                             fn, name, (long long)m->ranks[j], batched ? " and the batch size of U" : "",
+                             fnl_shape_str(a, s, sizeof s));
+                return -1;
+            }
+            m->ranks[j + 1] = PyArray_DIM(a, nd - 1);
+        }
+    }
+    if (PyArray_DIM(V, nd - 1) != m->ranks[m->depth]) {
+        PyErr_Format(PyExc_ValueError, "[%s] V must have %lld columns (%s), got shape %s", fn,
+                     (long long)m->ranks[m->depth], m->depth ? "the columns of the last middle matrix" : "the columns of U",
+                     fnl_shape_str(V, s, sizeof s));
+        return -1;
+    }
+    return 0;
+}
+
+void fnl_middle_free(fnl_middle_t *m) {
+    Py_XDECREF(m->seq);
+    for (int j = 0; j < m->depth; j++) Py_XDECREF(m->arr[j]);
 }

@@ -4,23 +4,19 @@
  * geometry and workspace size, allocates outputs, releases the GIL and calls the engine. */
 #include "fnl_native.h"
 
-#define FNL_CONV_MAX_DEPTH 64
 #define FASTCALL(f) (PyCFunction)(void (*)(void))(f), METH_FASTCALL
 
 /* Everything one call owns; released by conv_free on every path. */
 typedef struct {
     PyArrayObject *x, *K, *U, *V, *bias, *gy, *inter, *ws;
-    PyArrayObject *mid[FNL_CONV_MAX_DEPTH];
-    const float *midp[FNL_CONV_MAX_DEPTH];
-    int depth;
-    int64_t ranks[FNL_CONV_MAX_DEPTH + 1];
+    fnl_middle_t mid;
     int64_t geom[FNL_CONV_GEOM_LEN];
 } conv_t;
 
 static void conv_free(conv_t *c) {
     Py_XDECREF(c->x); Py_XDECREF(c->K); Py_XDECREF(c->U); Py_XDECREF(c->V);
     Py_XDECREF(c->bias); Py_XDECREF(c->gy); Py_XDECREF(c->inter); Py_XDECREF(c->ws);
-    for (int j = 0; j < c->depth; j++) Py_XDECREF(c->mid[j]);
+    fnl_middle_free(&c->mid);
 }
 
 static const float *data_or_null(PyArrayObject *a) { return a ? (const float *)PyArray_DATA(a) : NULL; }
@@ -104,41 +100,8 @@ static int parse_factors(PyObject *U, PyObject *V, PyObject *middle, const char 
                      fnl_shape_str(c->V, s, sizeof s));
         return -1;
     }
-    c->ranks[0] = PyArray_DIM(c->U, 1);
-    if (middle != Py_None) {
-        if (!PyList_Check(middle) && !PyTuple_Check(middle)) {
-            PyErr_Format(PyExc_TypeError, "[%s] middle must be None or a list of matrices, got %.100s", fn,
-                         Py_TYPE(middle)->tp_name);
-            return -1;
-        }
-        Py_ssize_t d = PySequence_Fast_GET_SIZE(middle);
-        if (d > FNL_CONV_MAX_DEPTH) {
-            PyErr_Format(PyExc_ValueError, "[%s] middle must hold at most %d matrices, got %zd", fn, FNL_CONV_MAX_DEPTH, d);
-            return -1;
-        }
-        for (Py_ssize_t j = 0; j < d; j++) {
-            char name[32];
-            snprintf(name, sizeof name, "middle[%d]", (int)j);
-            PyArrayObject *a = fnl_as_input(PySequence_Fast_GET_ITEM(middle, j), fn, name, 2, 2);
-            if (!a) return -1;
-            c->mid[c->depth++] = a;
-            c->midp[j] = (const float *)PyArray_DATA(a);
-            if (PyArray_DIM(a, 0) != c->ranks[j]) {
-                PyErr_Format(PyExc_ValueError, "[%s] %s must have %lld rows (the columns of the factor before it), got shape %s",
-                             fn, name, (long long)c->ranks[j], fnl_shape_str(a, s, sizeof s));
-                return -1;
-            }
-            c->ranks[j + 1] = PyArray_DIM(a, 1);
-        }
-    }
-    if (PyArray_DIM(c->V, 1) != c->ranks[c->depth]) {
-        PyErr_Format(PyExc_ValueError, "[%s] V must have %lld columns (%s), got shape %s", fn,
-                     (long long)c->ranks[c->depth],
-                     c->depth ? "the columns of the last middle matrix" : "the columns of U",
-                     fnl_shape_str(c->V, s, sizeof s));
-        return -1;
-    }
-    return 0;
+    c->mid.ranks[0] = PyArray_DIM(c->U, 1);
+    return fnl_parse_middle(middle, c->V, fn, 2, 0, &c->mid);
 }
 
 /* The caller's workspace: None, or an object whose _reserve(count) returns a float32 buffer
@@ -302,7 +265,7 @@ typedef struct {
 
 static int lr_plan(conv_t *c, int32_t path, const char *fn, lr_plan_t *p) {
     char err[FNL_ERR_CAP] = "";
-    int32_t status = fnl_lowrank_conv2d_plan(c->geom, c->depth, c->ranks, path, &p->path, &p->rank, &p->oh, &p->ow,
+    int32_t status = fnl_lowrank_conv2d_plan(c->geom, c->mid.depth, c->mid.ranks, path, &p->path, &p->rank, &p->oh, &p->ow,
                                              &p->wsf, &p->wsb, &p->inter, err, sizeof err);
     return fnl_raise_status(status, fn, err);
 }
@@ -334,8 +297,8 @@ static PyObject *lowrank_conv2d(PyObject *self, PyObject *const *args, Py_ssize_
         if (save && p.inter > 0 && !(z = fnl_new_output(4, zshape, fn, "the intermediate"))) goto fail;
     }
     FNL_ENGINE_CALL(conv_work(&c),
-        status = fnl_lowrank_conv2d_forward(c.geom, c.depth, c.ranks, PyArray_DATA(c.x), PyArray_DATA(c.U),
-                                            PyArray_DATA(c.V), c.midp, data_or_null(c.bias), path, PyArray_DATA(y),
+        status = fnl_lowrank_conv2d_forward(c.geom, c.mid.depth, c.mid.ranks, PyArray_DATA(c.x), PyArray_DATA(c.U),
+                                            PyArray_DATA(c.V), c.mid.data, data_or_null(c.bias), path, PyArray_DATA(y),
                                             z ? (float *)PyArray_DATA(z) : NULL, ws_data(&c), ws_count(&c),
                                             err, sizeof err));
     if (fnl_raise_status(status, fn, err) < 0) goto fail;
@@ -394,17 +357,17 @@ static PyObject *lowrank_conv2d_backward(PyObject *self, PyObject *const *args, 
         npy_intp bshape[1] = {(npy_intp)c.geom[4]};
         if (!(db = fnl_new_output(1, bshape, fn, "dbias"))) goto fail;
     }
-    if (!(dmids = PyList_New(c.depth))) goto fail;
-    float *dmp[FNL_CONV_MAX_DEPTH];
-    for (int j = 0; j < c.depth; j++) {
-        PyArrayObject *d = fnl_new_output(2, PyArray_DIMS(c.mid[j]), fn, "dmiddle");
+    if (!(dmids = PyList_New(c.mid.depth))) goto fail;
+    float *dmp[FNL_MAX_DEPTH];
+    for (int j = 0; j < c.mid.depth; j++) {
+        PyArrayObject *d = fnl_new_output(2, PyArray_DIMS(c.mid.arr[j]), fn, "dmiddle");
         if (!d) goto fail;
         PyList_SET_ITEM(dmids, j, (PyObject *)d);
         dmp[j] = (float *)PyArray_DATA(d);
     }
     FNL_ENGINE_CALL(conv_work(&c),
-        status = fnl_lowrank_conv2d_backward(c.geom, c.depth, c.ranks, PyArray_DATA(c.gy), PyArray_DATA(c.x),
-                                             PyArray_DATA(c.U), PyArray_DATA(c.V), c.midp, data_or_null(c.inter),
+        status = fnl_lowrank_conv2d_backward(c.geom, c.mid.depth, c.mid.ranks, PyArray_DATA(c.gy), PyArray_DATA(c.x),
+                                             PyArray_DATA(c.U), PyArray_DATA(c.V), c.mid.data, data_or_null(c.inter),
                                              path, PyArray_DATA(dx), PyArray_DATA(dU), PyArray_DATA(dV), dmp,
                                              db ? (float *)PyArray_DATA(db) : NULL, ws_data(&c), ws_count(&c),
                                              err, sizeof err));
@@ -434,15 +397,15 @@ static PyObject *lowrank_conv2d_plan(PyObject *self, PyObject *const *args, Py_s
     }
     if (parse_options(args + 7, fn, c.geom) < 0 || parse_path(args[14], fn, &path) < 0) return NULL;
     PyObject *ranks = args[13];
-    if (!PyTuple_Check(ranks) || PyTuple_GET_SIZE(ranks) < 1 || PyTuple_GET_SIZE(ranks) > FNL_CONV_MAX_DEPTH + 1) {
-        PyErr_Format(PyExc_TypeError, "[%s] ranks must be a tuple of 1..%d ints", fn, FNL_CONV_MAX_DEPTH + 1);
+    if (!PyTuple_Check(ranks) || PyTuple_GET_SIZE(ranks) < 1 || PyTuple_GET_SIZE(ranks) > FNL_MAX_DEPTH + 1) {
+        PyErr_Format(PyExc_TypeError, "[%s] ranks must be a tuple of 1..%d ints", fn, FNL_MAX_DEPTH + 1);
         return NULL;
     }
-    c.depth = (int)PyTuple_GET_SIZE(ranks) - 1;
-    for (int j = 0; j <= c.depth; j++) {
+    c.mid.depth = (int)PyTuple_GET_SIZE(ranks) - 1;
+    for (int j = 0; j <= c.mid.depth; j++) {
         long long v;
         if (fnl_parse_int(PyTuple_GET_ITEM(ranks, j), fn, "rank", 1, INT32_MAX, &v) < 0) return NULL;
-        c.ranks[j] = v;
+        c.mid.ranks[j] = v;
     }
     if (lr_plan(&c, path, fn, &p) < 0) return NULL;
     static const char *paths[3] = {"auto", "fused", "compose"};

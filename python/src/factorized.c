@@ -2,40 +2,18 @@
  * composition, diagnostics and the conv kernel <-> matrix layout. */
 #include "fnl_native.h"
 
-#define FNL_MAX_DEPTH 64
-
 /* The parsed arguments of a factorized matrix U M_1 .. M_d V^T (optionally batched). */
 typedef struct {
-    PyObject *middle; /* tuple snapshot of the middle sequence (caller code may mutate a list) */
-    PyArrayObject *U, *V, *mid[FNL_MAX_DEPTH];
-    const float *midp[FNL_MAX_DEPTH];
-    int depth, batched;
+    PyArrayObject *U, *V;
+    fnl_middle_t mid;
+    int batched;
     npy_intp batch, m, n;
-    int64_t ranks[FNL_MAX_DEPTH + 1];
 } chain_t;
 
 static void chain_free(chain_t *c) {
-    Py_XDECREF(c->middle);
     Py_XDECREF(c->U);
     Py_XDECREF(c->V);
-    for (int j = 0; j < c->depth; j++) Py_XDECREF(c->mid[j]);
-}
-
-/* fnl_as_input for the common case first: an exact float32 ndarray that is already
- * C-contiguous, aligned, native-endian, non-empty and of an accepted rank is used as is (a new
- * reference; fnl_as_input would return the same object, at several times the cost of this
- * check on tiny calls). Anything else goes through fnl_as_input (conversion and errors). */
-static inline PyArrayObject *as_input(PyObject *obj, const char *fn, const char *arg, int min_nd, int max_nd) {
-    if (PyArray_CheckExact(obj)) {
-        PyArrayObject *a = (PyArrayObject *)obj;
-        int nd = PyArray_NDIM(a);
-        if (PyArray_TYPE(a) == NPY_FLOAT32 && nd >= min_nd && nd <= max_nd && PyArray_ISNOTSWAPPED(a) &&
-            PyArray_IS_C_CONTIGUOUS(a) && PyArray_ISALIGNED(a) && PyArray_SIZE(a) > 0) {
-            Py_INCREF(obj);
-            return a;
-        }
-    }
-    return fnl_as_input(obj, fn, arg, min_nd, max_nd);
+    fnl_middle_free(&c->mid);
 }
 
 /* Parses U, V and middle (None or a sequence of matrices). U and V are 2-D, or 3-D for a
@@ -43,13 +21,13 @@ static inline PyArrayObject *as_input(PyObject *obj, const char *fn, const char 
 static int chain_parse(const char *fn, PyObject *U, PyObject *V, PyObject *middle, chain_t *c) {
     /* Only the fields chain_free reads need zeroing (the arrays are filled as parsed): a full
      * memset of the ~1.6 KB struct is measurable on tiny calls. */
-    c->middle = NULL;
+    c->mid.seq = NULL;
     c->U = c->V = NULL;
-    c->depth = 0;
+    c->mid.depth = 0;
     char s1[128], s2[128];
-    if (!(c->U = as_input(U, fn, "U", 2, 3))) return -1;
+    if (!(c->U = fnl_as_input(U, fn, "U", 2, 3))) return -1;
     int nd = PyArray_NDIM(c->U);
-    if (!(c->V = as_input(V, fn, "V", nd, nd))) return -1;
+    if (!(c->V = fnl_as_input(V, fn, "V", nd, nd))) return -1;
     c->batched = nd == 3;
     c->batch = c->batched ? PyArray_DIM(c->U, 0) : 1;
     if (c->batched && PyArray_DIM(c->V, 0) != c->batch) {
@@ -59,50 +37,14 @@ static int chain_parse(const char *fn, PyObject *U, PyObject *V, PyObject *middl
     }
     c->m = PyArray_DIM(c->U, nd - 2);
     c->n = PyArray_DIM(c->V, nd - 2);
-    c->ranks[0] = PyArray_DIM(c->U, nd - 1);
-    if (middle != Py_None) {
-        if (!PyList_Check(middle) && !PyTuple_Check(middle)) {
-            PyErr_Format(PyExc_TypeError, "[%s] middle must be None or a list of matrices, got %.100s", fn,
-                         Py_TYPE(middle)->tp_name);
-            return -1;
-        }
-        /* A tuple snapshot: converting an item may run user code (__array__) that mutates a list. */
-        if (!(c->middle = PySequence_Tuple(middle))) return -1;
-        Py_ssize_t d = PyTuple_GET_SIZE(c->middle);
-        if (d > FNL_MAX_DEPTH) {
-            PyErr_Format(PyExc_ValueError, "[%s] middle must hold at most %d matrices, got %zd", fn, FNL_MAX_DEPTH, d);
-            return -1;
-        }
-        for (Py_ssize_t j = 0; j < d; j++) {
-            char name[32];
-            snprintf(name, sizeof name, "middle[%d]", (int)j);
-            PyArrayObject *a = as_input(PyTuple_GET_ITEM(c->middle, j), fn, name, nd, nd);
-            if (!a) return -1;
-            c->mid[c->depth++] = a;
-            c->midp[j] = (const float *)PyArray_DATA(a);
-            if (PyArray_DIM(a, nd - 2) != c->ranks[j] || (c->batched && PyArray_DIM(a, 0) != c->batch)) {
-                PyErr_Format(PyExc_ValueError,
-                             "[%s] %s must have %lld rows (the columns of the factor before it)%s, got shape %s",
-                             fn, name, (long long)c->ranks[j], c->batched ? " and the batch size of U" : "",
-                             fnl_shape_str(a, s1, sizeof s1));
-                return -1;
-            }
-            c->ranks[j + 1] = PyArray_DIM(a, nd - 1);
-        }
-    }
-    if (PyArray_DIM(c->V, nd - 1) != c->ranks[c->depth]) {
-        PyErr_Format(PyExc_ValueError, "[%s] V must have %lld columns (%s), got shape %s", fn,
-                     (long long)c->ranks[c->depth], c->depth ? "the columns of the last middle matrix" : "the columns of U",
-                     fnl_shape_str(c->V, s1, sizeof s1));
-        return -1;
-    }
-    return 0;
+    c->mid.ranks[0] = PyArray_DIM(c->U, nd - 1);
+    return fnl_parse_middle(middle, c->V, fn, nd, c->batch, &c->mid);
 }
 
 /* Floating-point work of a Gram-based call, to decide on releasing the GIL. */
 static double chain_work(const chain_t *c) {
-    double r = (double)c->ranks[0];
-    return (double)c->batch * ((double)c->m + (double)c->n) * r * r + (double)c->depth * r * r * r;
+    double r = (double)c->mid.ranks[0];
+    return (double)c->batch * ((double)c->m + (double)c->n) * r * r + (double)c->mid.depth * r * r * r;
 }
 
 static PyObject *spectral_init(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
@@ -161,7 +103,7 @@ static PyObject *per_item(const char *fn, per_item_fn call, PyObject *const *arg
     err[0] = 0;
     int32_t status;
     FNL_ENGINE_CALL(chain_work(&c),
-        status = call(c.batch, c.m, c.n, c.depth, c.ranks, PyArray_DATA(c.U), PyArray_DATA(c.V), c.midp,
+        status = call(c.batch, c.m, c.n, c.mid.depth, c.mid.ranks, PyArray_DATA(c.U), PyArray_DATA(c.V), c.mid.data,
                       PyArray_DATA(out), err, sizeof err));
     chain_free(&c);
     if (fnl_raise_status(status, fn, err) < 0) { Py_DECREF(out); return NULL; }
@@ -197,8 +139,8 @@ static PyObject *frobenius_penalty(PyObject *self, PyObject *const *args, Py_ssi
     err[0] = 0;
     int32_t status;
     FNL_ENGINE_CALL(chain_work(&c),
-        status = fnl_frobenius_penalty(c.batch, c.m, c.n, c.depth, c.ranks, PyArray_DATA(c.U), PyArray_DATA(c.V),
-                                       c.midp, (float)lam, &penalty, err, sizeof err));
+        status = fnl_frobenius_penalty(c.batch, c.m, c.n, c.mid.depth, c.mid.ranks, PyArray_DATA(c.U), PyArray_DATA(c.V),
+                                       c.mid.data, (float)lam, &penalty, err, sizeof err));
     chain_free(&c);
     if (fnl_raise_status(status, fn, err) < 0) return NULL;
     return PyFloat_FromDouble(penalty);
@@ -212,9 +154,9 @@ static PyObject *frobenius_decay_grad(PyObject *self, PyObject *const *args, Py_
     if (chain_parse(fn, args[0], args[1], args[2], &c) < 0) { chain_free(&c); return NULL; }
     PyObject *add_to = args[4];
     PyObject *add_to_items = NULL; /* tuple snapshot of add_to */
-    Py_ssize_t count = 2 + c.depth;
+    Py_ssize_t count = 2 + c.mid.depth;
     PyArrayObject *inputs[FNL_MAX_DEPTH + 2] = {c.U, c.V};
-    for (int j = 0; j < c.depth; j++) inputs[2 + j] = c.mid[j];
+    for (int j = 0; j < c.mid.depth; j++) inputs[2 + j] = c.mid.arr[j];
     PyObject *result = PyTuple_New(count);
     if (!result) { chain_free(&c); return NULL; }
     if (add_to != Py_None) {
@@ -261,13 +203,13 @@ static PyObject *frobenius_decay_grad(PyObject *self, PyObject *const *args, Py_
     }
     {
         float *dmid[FNL_MAX_DEPTH];
-        for (int j = 0; j < c.depth; j++) dmid[j] = PyArray_DATA((PyArrayObject *)PyTuple_GET_ITEM(result, 2 + j));
+        for (int j = 0; j < c.mid.depth; j++) dmid[j] = PyArray_DATA((PyArrayObject *)PyTuple_GET_ITEM(result, 2 + j));
         char err[FNL_ERR_CAP];
         err[0] = 0;
         int32_t status;
         FNL_ENGINE_CALL(chain_work(&c),
-            status = fnl_frobenius_decay_grad(c.batch, c.m, c.n, c.depth, c.ranks, PyArray_DATA(c.U),
-                                              PyArray_DATA(c.V), c.midp, (float)lam, add_to != Py_None,
+            status = fnl_frobenius_decay_grad(c.batch, c.m, c.n, c.mid.depth, c.mid.ranks, PyArray_DATA(c.U),
+                                              PyArray_DATA(c.V), c.mid.data, (float)lam, add_to != Py_None,
                                               PyArray_DATA((PyArrayObject *)PyTuple_GET_ITEM(result, 0)),
                                               PyArray_DATA((PyArrayObject *)PyTuple_GET_ITEM(result, 1)), dmid,
                                               err, sizeof err));
@@ -294,8 +236,8 @@ static PyObject *compose(PyObject *self, PyObject *const *args, Py_ssize_t nargs
     char err[FNL_ERR_CAP];
     err[0] = 0;
     int32_t status;
-    FNL_ENGINE_CALL((double)c.batch * (double)c.m * (double)c.n * (double)c.ranks[0],
-        status = fnl_compose(c.batch, c.m, c.n, c.depth, c.ranks, PyArray_DATA(c.U), PyArray_DATA(c.V), c.midp,
+    FNL_ENGINE_CALL((double)c.batch * (double)c.m * (double)c.n * (double)c.mid.ranks[0],
+        status = fnl_compose(c.batch, c.m, c.n, c.mid.depth, c.mid.ranks, PyArray_DATA(c.U), PyArray_DATA(c.V), c.mid.data,
                              PyArray_DATA(W), err, sizeof err));
     chain_free(&c);
     if (fnl_raise_status(status, fn, err) < 0) { Py_DECREF(W); return NULL; }

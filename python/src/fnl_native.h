@@ -64,6 +64,30 @@ int fnl_check_nargs(Py_ssize_t nargs, Py_ssize_t expected, const char *fn);
 /* Formats a shape as "(a, b, c)" into buf. */
 const char *fnl_shape_str(PyArrayObject *a, char *buf, size_t cap);
 
+/* The most middle matrices of a factor chain U M_1 ... M_d V^T (the engine's limit). */
+#define FNL_MAX_DEPTH 64
+
+/* The middle matrices of a factor chain, as parsed by fnl_parse_middle. Before any parsing,
+ * `seq` must be NULL and `depth` 0 (fnl_middle_free reads only those); ranks[0] (the columns
+ * of U) is set by the caller. */
+typedef struct {
+    PyObject *seq; /* tuple snapshot of the middle sequence (caller code may mutate a list) */
+    PyArrayObject *arr[FNL_MAX_DEPTH];
+    const float *data[FNL_MAX_DEPTH];
+    int depth;
+    int64_t ranks[FNL_MAX_DEPTH + 1];
+} fnl_middle_t;
+
+/* Parses `middle` (None or a list/tuple of at most FNL_MAX_DEPTH matrices of nd dimensions,
+ * nd == 3 meaning a leading batch axis of size `batch`): every M_j must have ranks[j - 1]
+ * rows (and the batch size), giving ranks[j]; then V (already parsed, nd dimensions) must
+ * have ranks[depth] columns. Returns 0, or -1 with TypeError or ValueError set (m is then
+ * partly filled: release it with fnl_middle_free as on success). */
+int fnl_parse_middle(PyObject *middle, PyArrayObject *V, const char *fn, int nd, npy_intp batch, fnl_middle_t *m);
+
+/* Releases the references of a fnl_middle_t. */
+void fnl_middle_free(fnl_middle_t *m);
+
 /* ---- method tables ---- */
 extern PyMethodDef fnl_config_methods[];
 extern PyMethodDef fnl_factorized_methods[];

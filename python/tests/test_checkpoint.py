@@ -238,33 +238,30 @@ def test_flipped_byte_in_array_data(good):
         load_checkpoint(good)
 
 
-def test_array_digest_mismatch(good):
-    entries = _entries(good)
-    meta = _meta(entries)
-    entry = next(a["entry"] for a in meta["arrays"] if a["name"] == "layer1.V")
+def _add_one(entries, entry):
     entries[entry] = entries[entry] + 1  # same dtype/shape, other values, valid zip
-    np.savez(good, **entries)
-    with pytest.raises(CheckpointError, match=r"array 'layer1.V' does not match its sha256 digest"):
-        load_checkpoint(good)
 
 
-def test_missing_array_entry(good):
-    entries = _entries(good)
-    meta = _meta(entries)
-    entry = next(a["entry"] for a in meta["arrays"] if a["name"] == "steps")
-    del entries[entry]
-    np.savez(good, **entries)
-    with pytest.raises(CheckpointError, match=r"array 'steps' \(entry 'a\d+'\) is missing"):
-        load_checkpoint(good)
-
-
-def test_shape_or_dtype_disagrees_with_table(good):
-    entries = _entries(good)
-    meta = _meta(entries)
-    entry = next(a["entry"] for a in meta["arrays"] if a["name"] == "layer1.U")
+def _to_float64(entries, entry):
     entries[entry] = entries[entry].astype(np.float64)
+
+
+def _drop(entries, entry):
+    del entries[entry]
+
+
+@pytest.mark.parametrize("name, corrupt, match", [
+    ("layer1.V", _add_one, r"array 'layer1.V' does not match its sha256 digest"),
+    ("steps", _drop, r"array 'steps' \(entry 'a\d+'\) is missing"),
+    ("layer1.U", _to_float64, r"array 'layer1.U' is <f8 \(5, 3\), the table says <f4"),
+], ids=["digest_mismatch", "missing_entry", "shape_or_dtype_disagrees_with_table"])
+def test_array_entry_problems(good, name, corrupt, match):
+    entries = _entries(good)
+    meta = _meta(entries)
+    entry = next(a["entry"] for a in meta["arrays"] if a["name"] == name)
+    corrupt(entries, entry)
     np.savez(good, **entries)
-    with pytest.raises(CheckpointError, match=r"array 'layer1.U' is <f8 \(5, 3\), the table says <f4"):
+    with pytest.raises(CheckpointError, match=match):
         load_checkpoint(good)
 
 

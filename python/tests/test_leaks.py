@@ -182,7 +182,14 @@ def test_add_to_returns_the_buffers_without_extra_references():
     assert [sys.getrefcount(b) for b in bufs] == before
 
 
-def test_middle_mutated_by_array_conversion():
+X_CONV = f32(2, 5, 3, 3)
+
+
+@pytest.mark.parametrize("call_with, shape", [
+    (lambda mids: fnl.compose(U, V, mids), (7, 5)),
+    (lambda mids: fnl.lowrank_conv2d(X_CONV, U, V, 1, middle=mids), (2, 7, 3, 3)),
+], ids=["compose", "lowrank_conv2d"])
+def test_middle_mutated_by_array_conversion(call_with, shape):
     """A middle list mutated while its items are converted (user __array__ code) must
     neither crash nor leak: the binding works on a snapshot."""
     mids = [None, None]
@@ -194,9 +201,9 @@ def test_middle_mutated_by_array_conversion():
 
     def call():
         mids[:] = [Evil(), M2]
-        return fnl.compose(U, V, mids)
+        return call_with(mids)
 
     for _ in range(200):
         out = call()
-        assert out.shape == (7, 5)
+        assert out.shape == shape
     assert_no_leak(call, [M2])

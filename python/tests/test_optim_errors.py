@@ -33,21 +33,24 @@ def test_wrong_dtype_parameter_buffer_raises_type_error(cls):
         opt.step()
 
 
-@pytest.mark.parametrize("cls", ALL)
-def test_non_contiguous_parameter_buffer_raises(cls):
-    params, _ = group()
-    opt = cls(params, lr=0.1)
-    params[0].data = np.zeros((5, 4), np.float32)[:, ::2]
-    with pytest.raises(ValueError, match=r"params\[0\].*C-contiguous.*'U'"):
-        opt.step()
+def _non_contiguous(p):
+    p.data = np.zeros((5, 4), np.float32)[:, ::2]
+
+
+def _read_only(p):
+    p.data.flags.writeable = False
 
 
 @pytest.mark.parametrize("cls", ALL)
-def test_read_only_parameter_buffer_raises(cls):
+@pytest.mark.parametrize("index, spoil, match", [
+    (0, _non_contiguous, r"params\[0\].*C-contiguous.*'U'"),
+    (1, _read_only, r"params\[1\].*writeable"),
+], ids=["non_contiguous", "read_only"])
+def test_unusable_parameter_buffer_raises(cls, index, spoil, match):
     params, _ = group()
     opt = cls(params, lr=0.1)
-    params[1].data.flags.writeable = False
-    with pytest.raises(ValueError, match=r"params\[1\].*writeable"):
+    spoil(params[index])
+    with pytest.raises(ValueError, match=match):
         opt.step()
 
 
