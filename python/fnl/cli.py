@@ -190,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train one model variant and save it. Defaults: a low-rank ResNet-20 "
                                    f"(rank-scale {d.rank_scale:g}) with spectral initialization and Frobenius "
                                    "decay on the embedded digits data. Writes metrics.jsonl, checkpoint.npz "
-                                   "(every epoch) and model.npz into --out, and prints 'test accuracy: NN.NN%%'.")
+                                   "(every epoch) and model.npz into --out, and prints 'test accuracy: NN.NN%'.")
     _add_common(t, d, compare=False)
     t.add_argument("--seed", default=None, type=_nonneg_int, help=f"seed (default {d.seed})")
     t.add_argument("--out", default=None, metavar="DIR",
