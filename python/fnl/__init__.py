@@ -5,7 +5,7 @@ weights parameterized as U M_1 ... M_d V^T, computed in float32 by a Swift engin
 called through a C ABI. See the README for the conventions and benchmarks.
 """
 from ._engine import blas_info, get_num_threads, set_num_threads
-from . import models, nn, optim, train
+from . import data, models, nn, optim, train
 from .conv import ConvWorkspace, conv2d, conv2d_backward, lowrank_conv2d, lowrank_conv2d_backward, lowrank_conv2d_forward
 from .conv import __all__ as _conv_all
 from .factorization import collapse, factorize
@@ -48,6 +48,7 @@ __all__ = [
     "conv_rank",
     "conv_to_matrix",
     "crs_coefficient",
+    "data",
     "dense_params",
     "effective_step_size",
     "factor_balance",
