@@ -280,14 +280,15 @@ static void ncs(PyArrayObject *x, npy_intp *n, npy_intp *c, npy_intp *s) {
     for (int i = 2; i < PyArray_NDIM(x); i++) *s *= PyArray_DIM(x, i);
 }
 
-/* batchnorm_forward(x, gamma, beta, running_mean, running_var, training, momentum, eps) -> (y, mean, invstd) */
+/* batchnorm_forward(x, gamma, beta, running_mean, running_var, training, momentum, eps, residual | None,
+ *                   relu) -> (y, mean, invstd): y = act(gamma xhat + beta + residual) */
 static PyObject *batchnorm_forward(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     const char *fn = "fnl.nn.BatchNorm";
-    if (fnl_check_nargs(nargs, 8, fn) < 0) return NULL;
-    PyArrayObject *x = NULL, *gamma = NULL, *beta = NULL, *y = NULL, *mean = NULL, *invstd = NULL;
+    if (fnl_check_nargs(nargs, 10, fn) < 0) return NULL;
+    PyArrayObject *x = NULL, *gamma = NULL, *beta = NULL, *res = NULL, *y = NULL, *mean = NULL, *invstd = NULL;
     double momentum, eps;
-    int training = PyObject_IsTrue(args[5]);
-    if (training < 0) return NULL;
+    int training = PyObject_IsTrue(args[5]), relu = PyObject_IsTrue(args[9]), ok;
+    if (training < 0 || relu < 0) return NULL;
     if (fnl_parse_float(args[6], fn, "momentum", 0.0, &momentum) < 0 || fnl_parse_float(args[7], fn, "eps", 0.0, &eps) < 0)
         return NULL;
     if (!(x = fnl_as_input(args[0], fn, "x", 2, 4))) goto fail;
@@ -295,6 +296,8 @@ static PyObject *batchnorm_forward(PyObject *self, PyObject *const *args, Py_ssi
     ncs(x, &n, &c, &s);
     if (!(gamma = fnl_as_input(args[1], fn, "weight", 1, 1)) || check_vector(gamma, fn, "weight", c) < 0) goto fail;
     if (!(beta = fnl_as_input(args[2], fn, "bias", 1, 1)) || check_vector(beta, fn, "bias", c) < 0) goto fail;
+    res = opt_input(args[8], fn, "residual", 2, 4, &ok);
+    if (!ok || (res && check_same_shape(res, x, fn, "residual", "the input") < 0)) goto fail;
     npy_intp cshape[1] = {c};
     if (fnl_check_inplace(args[3], fn, "running_mean", 1, cshape) < 0) goto fail;
     if (fnl_check_inplace(args[4], fn, "running_var", 1, cshape) < 0) goto fail;
@@ -304,26 +307,38 @@ static PyObject *batchnorm_forward(PyObject *self, PyObject *const *args, Py_ssi
     char err[FNL_ERR_CAP] = "";
     int32_t status;
     FNL_ENGINE_CALL(4.0 * n * c * s,
-        status = fnl_batchnorm_forward(fdata(x), n, c, s, fdata(gamma), fdata(beta), fbuf(args[3]), fbuf(args[4]),
-                                       training, (float)momentum, (float)eps, (float *)PyArray_DATA(y),
-                                       (float *)PyArray_DATA(mean), (float *)PyArray_DATA(invstd), err, sizeof err));
+        status = fnl_batchnorm_act_forward(fdata(x), n, c, s, fdata(gamma), fdata(beta), fbuf(args[3]), fbuf(args[4]),
+                                           training, (float)momentum, (float)eps, fdata(res), relu,
+                                           (float *)PyArray_DATA(y), (float *)PyArray_DATA(mean),
+                                           (float *)PyArray_DATA(invstd), err, sizeof err));
     if (fnl_raise_status(status, fn, err) < 0) goto fail;
-    Py_DECREF(x); Py_DECREF(gamma); Py_DECREF(beta);
+    Py_DECREF(x); Py_DECREF(gamma); Py_DECREF(beta); Py_XDECREF(res);
     return Py_BuildValue("(NNN)", y, mean, invstd);
 fail:
-    Py_XDECREF(x); Py_XDECREF(gamma); Py_XDECREF(beta); Py_XDECREF(y); Py_XDECREF(mean); Py_XDECREF(invstd);
+    Py_XDECREF(x); Py_XDECREF(gamma); Py_XDECREF(beta); Py_XDECREF(res); Py_XDECREF(y); Py_XDECREF(mean);
+    Py_XDECREF(invstd);
     return NULL;
 }
 
-/* batchnorm_backward(dy, x, gamma, mean, invstd, training, grad_gamma, grad_beta, need_dx) -> dx|None */
+/* batchnorm_backward(dy, x, gamma, mean, invstd, training, grad_gamma, grad_beta, need_dx, y | None,
+ *                    need_masked) -> (dx | None, masked | None). With y (the output of a relu=True
+ * forward) the gradient is first masked by y > 0; masked is that masked gradient. */
 static PyObject *batchnorm_backward(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     const char *fn = "fnl.nn.BatchNorm.backward";
-    if (fnl_check_nargs(nargs, 9, fn) < 0) return NULL;
-    PyArrayObject *dy = NULL, *x = NULL, *gamma = NULL, *mean = NULL, *invstd = NULL, *dx = NULL;
-    int training = PyObject_IsTrue(args[5]), need_dx = PyObject_IsTrue(args[8]);
-    if (training < 0 || need_dx < 0) return NULL;
+    if (fnl_check_nargs(nargs, 11, fn) < 0) return NULL;
+    PyArrayObject *dy = NULL, *x = NULL, *gamma = NULL, *mean = NULL, *invstd = NULL, *out = NULL, *dx = NULL,
+                  *masked = NULL;
+    int training = PyObject_IsTrue(args[5]), need_dx = PyObject_IsTrue(args[8]), need_masked = PyObject_IsTrue(args[10]);
+    int ok;
+    if (training < 0 || need_dx < 0 || need_masked < 0) return NULL;
     if (!(x = fnl_as_input(args[1], fn, "x", 2, 4))) goto fail;
     if (!(dy = fnl_as_input(args[0], fn, "grad", 2, 4)) || check_same_shape(dy, x, fn, "grad", "the input") < 0) goto fail;
+    out = opt_input(args[9], fn, "y", 2, 4, &ok);
+    if (!ok || (out && check_same_shape(out, x, fn, "y", "the input") < 0)) goto fail;
+    if (need_masked && !out) {
+        PyErr_Format(PyExc_ValueError, "[%s] the masked gradient needs the output y of a fused ReLU", fn);
+        goto fail;
+    }
     npy_intp n, c, s;
     ncs(x, &n, &c, &s);
     if (!(gamma = fnl_as_input(args[2], fn, "weight", 1, 1)) || check_vector(gamma, fn, "weight", c) < 0) goto fail;
@@ -333,18 +348,20 @@ static PyObject *batchnorm_backward(PyObject *self, PyObject *const *args, Py_ss
     if (fnl_check_inplace(args[6], fn, "weight.grad", 1, cshape) < 0) goto fail;
     if (fnl_check_inplace(args[7], fn, "bias.grad", 1, cshape) < 0) goto fail;
     if (need_dx && !(dx = fnl_new_output(PyArray_NDIM(x), PyArray_DIMS(x), fn, "grad_x"))) goto fail;
+    if (need_masked && !(masked = fnl_new_output(PyArray_NDIM(x), PyArray_DIMS(x), fn, "grad_residual"))) goto fail;
     char err[FNL_ERR_CAP] = "";
     int32_t status;
     FNL_ENGINE_CALL(5.0 * n * c * s,
-        status = fnl_batchnorm_backward(fdata(dy), fdata(x), n, c, s, fdata(gamma), fdata(mean), fdata(invstd), training,
-                                        1, fbuf(args[6]), fbuf(args[7]), dx ? (float *)PyArray_DATA(dx) : NULL,
-                                        err, sizeof err));
+        status = fnl_batchnorm_act_backward(fdata(dy), fdata(x), fdata(out), n, c, s, fdata(gamma), fdata(mean),
+                                            fdata(invstd), training, 1, fbuf(args[6]), fbuf(args[7]),
+                                            dx ? (float *)PyArray_DATA(dx) : NULL,
+                                            masked ? (float *)PyArray_DATA(masked) : NULL, err, sizeof err));
     if (fnl_raise_status(status, fn, err) < 0) goto fail;
-    Py_DECREF(dy); Py_DECREF(x); Py_DECREF(gamma); Py_DECREF(mean); Py_DECREF(invstd);
-    if (dx) return (PyObject *)dx;
-    Py_RETURN_NONE;
+    Py_DECREF(dy); Py_DECREF(x); Py_DECREF(gamma); Py_DECREF(mean); Py_DECREF(invstd); Py_XDECREF(out);
+    return Py_BuildValue("(NN)", dx ? (PyObject *)dx : Py_NewRef(Py_None), masked ? (PyObject *)masked : Py_NewRef(Py_None));
 fail:
-    Py_XDECREF(dy); Py_XDECREF(x); Py_XDECREF(gamma); Py_XDECREF(mean); Py_XDECREF(invstd); Py_XDECREF(dx);
+    Py_XDECREF(dy); Py_XDECREF(x); Py_XDECREF(gamma); Py_XDECREF(mean); Py_XDECREF(invstd); Py_XDECREF(out);
+    Py_XDECREF(dx); Py_XDECREF(masked);
     return NULL;
 }
 

@@ -12,6 +12,12 @@ import Glibc
 /// the unbiased variance var_c N S / (N S - 1). Evaluation uses the running statistics.
 /// Statistics are reduced with float32 SIMD partial sums gathered in float64 (two passes:
 /// mean, then centred squares). Channels run in parallel.
+///
+/// Fused epilogue (one pass instead of three, for Conv-BN-ReLU and the residual block's
+/// relu(bn(x) + shortcut)): the forward passes optionally add a `residual` of x's shape and
+/// apply ReLU, y = act(gamma xhat + beta + residual); the backward pass then takes that output
+/// y and differentiates through the ReLU first (g = dy where y > 0, else 0), optionally
+/// writing g (the gradient of the residual input) to `maskedGrad`.
 public enum BatchNorm {
     public struct Shape {
         public let n: Int, c: Int, s: Int
@@ -33,6 +39,7 @@ public enum BatchNorm {
                                     gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>,
                                     eps: Float, momentum: Float,
                                     runningMean: UnsafeMutablePointer<Float>?, runningVar: UnsafeMutablePointer<Float>?,
+                                    residual: UnsafePointer<Float>? = nil, relu: Bool = false,
                                     y: UnsafeMutablePointer<Float>,
                                     mean: UnsafeMutablePointer<Float>, invstd: UnsafeMutablePointer<Float>) throws {
         try checkEps(eps)
@@ -59,8 +66,8 @@ public enum BatchNorm {
                 let scale = gamma[ch] * Float(inv)
                 let shift = beta[ch] - muf * scale
                 for b in 0..<n {
-                    let xp = x + (b * c + ch) * s, yp = y + (b * c + ch) * s
-                    for i in 0..<s { yp[i] = xp[i] * scale + shift }
+                    let off = (b * c + ch) * s
+                    affine(x + off, residual.map { $0 + off }, y + off, s, scale, shift, relu: relu)
                 }
                 if let runningMean, let runningVar {
                     let mom = Double(momentum)
@@ -90,6 +97,7 @@ public enum BatchNorm {
     public static func forwardEval(_ x: UnsafePointer<Float>, _ sh: Shape,
                                    gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>,
                                    mean: UnsafePointer<Float>, invstd: UnsafePointer<Float>,
+                                   residual: UnsafePointer<Float>? = nil, relu: Bool = false,
                                    y: UnsafeMutablePointer<Float>) throws {
         let (n, c, s) = (sh.n, sh.c, sh.s)
         for ch in 0..<c {
@@ -99,34 +107,77 @@ public enum BatchNorm {
             let ch = plane % c
             let scale = gamma[ch] * invstd[ch]
             let shift = beta[ch] - mean[ch] * scale
-            let xp = x + plane * s, yp = y + plane * s
-            for i in 0..<s { yp[i] = xp[i] * scale + shift }
+            let off = plane * s
+            affine(x + off, residual.map { $0 + off }, y + off, s, scale, shift, relu: relu)
         }
     }
 
-    /// Backward. With xhat = (x - mean) invstd, per channel:
+    /// y = act(x scale + shift + residual) over `count` values (act: ReLU or the identity).
+    static func affine(_ x: UnsafePointer<Float>, _ residual: UnsafePointer<Float>?, _ y: UnsafeMutablePointer<Float>,
+                       _ count: Int, _ scale: Float, _ shift: Float, relu: Bool) {
+        let sv = SIMD16<Float>(repeating: scale), tv = SIMD16<Float>(repeating: shift)
+        let whole = count & ~15
+        switch (residual, relu) {
+        case (nil, false):
+            var i = 0
+            while i < whole { NNLanes.store(NNLanes.load(x + i) * sv + tv, y + i); i += 16 }
+            for j in whole..<count { y[j] = x[j] * scale + shift }
+        case (nil, true):
+            var i = 0
+            while i < whole { NNLanes.store(NNLanes.relu(NNLanes.load(x + i) * sv + tv), y + i); i += 16 }
+            for j in whole..<count { y[j] = NNLanes.relu(x[j] * scale + shift) }
+        case (let r?, false):
+            var i = 0
+            while i < whole { NNLanes.store(NNLanes.load(x + i) * sv + tv + NNLanes.load(r + i), y + i); i += 16 }
+            for j in whole..<count { y[j] = x[j] * scale + shift + r[j] }
+        case (let r?, true):
+            var i = 0
+            while i < whole { NNLanes.store(NNLanes.relu(NNLanes.load(x + i) * sv + tv + NNLanes.load(r + i)), y + i); i += 16 }
+            for j in whole..<count { y[j] = NNLanes.relu(x[j] * scale + shift + r[j]) }
+        }
+    }
+
+    /// Backward. With xhat = (x - mean) invstd and g the gradient at the normalization's output
+    /// (g = dy, or with `output` given g = dy where output > 0 else 0: the fused ReLU), per channel:
     ///
-    ///     dbeta = sum dy,   dgamma = sum dy xhat                                   (both modes)
-    ///     training:   dx = gamma invstd / (N S) (N S dy - dbeta - xhat dgamma)
-    ///     evaluation: dx = gamma invstd dy          (statistics are constants)
+    ///     dbeta = sum g,   dgamma = sum g xhat                                     (both modes)
+    ///     training:   dx = gamma invstd / (N S) (N S g - dbeta - xhat dgamma)
+    ///     evaluation: dx = gamma invstd g          (statistics are constants)
     ///
     /// dgamma and dbeta are added into the given buffers when `accumulate`; dx may be nil.
+    /// `maskedGrad` (with `output`) receives g, the gradient of a fused residual input; dx may
+    /// be the same buffer as maskedGrad only when maskedGrad is not needed afterwards (it is
+    /// overwritten by dx).
     public static func backward(_ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ sh: Shape,
                                 gamma: UnsafePointer<Float>, mean: UnsafePointer<Float>, invstd: UnsafePointer<Float>,
                                 training: Bool, accumulate: Bool,
+                                output: UnsafePointer<Float>? = nil, maskedGrad: UnsafeMutablePointer<Float>? = nil,
                                 dx: UnsafeMutablePointer<Float>?,
                                 dgamma: UnsafeMutablePointer<Float>, dbeta: UnsafeMutablePointer<Float>) throws {
         let (n, c, s) = (sh.n, sh.c, sh.s)
         let m = Float(n * s)
+        // Where g is stored when it is not dy itself (then dx is computed from it, in place).
+        let gStore: UnsafeMutablePointer<Float>? = output == nil ? nil : (maskedGrad ?? dx)
         var bad = [Int](repeating: 0, count: c)
         bad.withUnsafeMutableBufferPointer { badp in
             Threads.parallelFor(c, work: 6 * sh.count) { ch in
                 var sdy = 0.0, sdyx = 0.0
                 let mu = mean[ch]
                 for b in 0..<n {
-                    let (a, d) = Reduce.sumAndCenteredDot(dy + (b * c + ch) * s, x + (b * c + ch) * s, s, mu)
-                    sdy += a
-                    sdyx += d
+                    let off = (b * c + ch) * s
+                    let sums: (Double, Double)
+                    if let out = output {
+                        if let st = gStore {
+                            NNLanes.mask(dy + off, out + off, st + off, s)
+                            sums = Reduce.sumAndCenteredDot(st + off, x + off, s, mu)
+                        } else {
+                            sums = Reduce.maskedSumAndCenteredDot(dy + off, out + off, x + off, s, mu)
+                        }
+                    } else {
+                        sums = Reduce.sumAndCenteredDot(dy + off, x + off, s, mu)
+                    }
+                    sdy += sums.0
+                    sdyx += sums.1
                 }
                 guard sdy.isFinite, sdyx.isFinite else { badp[ch] = 1; return }
                 let inv = invstd[ch]
@@ -134,26 +185,31 @@ public enum BatchNorm {
                 dbeta[ch] = accumulate ? dbeta[ch] + db : db
                 dgamma[ch] = accumulate ? dgamma[ch] + dg : dg
                 guard let dx else { return }
+                let src: UnsafePointer<Float> = gStore.map { UnsafePointer($0) } ?? dy
                 let g = gamma[ch] * inv
-                if training {
-                    // dx = g dy - g/m (db + xhat dg), xhat = (x - mu) inv
-                    let a = g, k1 = g * db / m, k2 = g * dg * inv / m
-                    for b in 0..<n {
-                        let off = (b * c + ch) * s
-                        let dyp = dy + off, xp = x + off, dxp = dx + off
-                        for i in 0..<s { dxp[i] = a * dyp[i] - k1 - k2 * (xp[i] - mu) }
-                    }
-                } else {
-                    for b in 0..<n {
-                        let off = (b * c + ch) * s
-                        let dyp = dy + off, dxp = dx + off
-                        for i in 0..<s { dxp[i] = g * dyp[i] }
-                    }
+                // training: dx = g dy - g/m (db + xhat dg), xhat = (x - mu) inv;  evaluation: dx = g dy
+                let a = g, k1 = training ? g * db / m : 0, k2 = training ? g * dg * inv / m : 0
+                for b in 0..<n {
+                    let off = (b * c + ch) * s
+                    inputGradient(src + off, x + off, dx + off, s, a: a, k1: k1, k2: k2, mu: mu)
                 }
             }
         }
         if let ch = bad.firstIndex(of: 1) {
             throw FNLError.invalid("grad_y or x contains NaN or inf (or overflows) in channel \(ch)")
         }
+    }
+
+    /// dx = a g - k1 - k2 (x - mu) (dx may be g).
+    static func inputGradient(_ g: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
+                              _ count: Int, a: Float, k1: Float, k2: Float, mu: Float) {
+        let av = SIMD16<Float>(repeating: a), k1v = SIMD16<Float>(repeating: k1)
+        let k2v = SIMD16<Float>(repeating: k2), muv = SIMD16<Float>(repeating: mu)
+        var i = 0
+        while i + 16 <= count {
+            NNLanes.store(av * NNLanes.load(g + i) - k1v - k2v * (NNLanes.load(x + i) - muv), dx + i)
+            i += 16
+        }
+        while i < count { dx[i] = a * g[i] - k1 - k2 * (x[i] - mu); i += 1 }
     }
 }

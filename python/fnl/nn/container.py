@@ -39,12 +39,35 @@ class Sequential(Module):
         for n in self._order:
             yield n, getattr(self, n)
 
+    def _plan(self):
+        """The children in order, a BatchNorm directly followed by a ReLU (exact classes)
+        paired so that the two run as one fused engine call (same result, one pass)."""
+        from .activation import ReLU
+        from .batchnorm import BatchNorm1d, BatchNorm2d
+
+        mods = list(self)
+        plan, i = [], 0
+        while i < len(mods):
+            m = mods[i]
+            if type(m) in (BatchNorm1d, BatchNorm2d) and i + 1 < len(mods) and type(mods[i + 1]) is ReLU:
+                plan.append((m, True))
+                i += 2
+            else:
+                plan.append((m, False))
+                i += 1
+        return plan
+
     def forward(self, x):
-        for m in self:
-            x = m(x)
+        plan = self._plan()
+        for m, fused in plan:
+            x = m.forward_act(x, relu=True) if fused else m(x)
+        self._last_plan = plan
         return x
 
     def backward(self, grad):
-        for n in reversed(self._order):
-            grad = getattr(self, n).backward(grad)
+        plan = getattr(self, "_last_plan", None)
+        if plan is None:
+            plan = [(m, False) for m in self]
+        for m, fused in reversed(plan):
+            grad = m.backward_act(grad)[0] if fused else m.backward(grad)
         return grad

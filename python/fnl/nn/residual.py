@@ -68,13 +68,30 @@ class BasicBlock(Module):
             self.shortcut = None
         self.relu2 = ReLU()
 
+    def _fusable(self) -> bool:
+        return (type(self.bn1) is BatchNorm2d and type(self.bn2) is BatchNorm2d and type(self.relu1) is ReLU
+                and type(self.relu2) is ReLU)
+
     def forward(self, x):
-        out = self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x)))))
-        out += x if self.shortcut is None else self.shortcut(x)
-        return self.relu2(out)
+        if not self._fusable():  # submodules replaced by the user: run them one by one
+            self._fused = False
+            out = self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x)))))
+            out += x if self.shortcut is None else self.shortcut(x)
+            return self.relu2(out)
+        # Fused: relu(bn1(.)) in one engine pass, and relu(bn2(.) + shortcut) in another.
+        self._fused = True
+        x = as_float32(x, "fnl.nn.BasicBlock", (4,))
+        h = self.bn1.forward_act(self.conv1(x), relu=True)
+        sc = x if self.shortcut is None else self.shortcut(x)
+        return self.bn2.forward_act(self.conv2(h), residual=sc, relu=True)
 
     def backward(self, grad):
-        g = self.relu2.backward(grad)
-        gx = self.conv1.backward(self.bn1.backward(self.relu1.backward(self.conv2.backward(self.bn2.backward(g)))))
+        if not getattr(self, "_fused", False):
+            g = self.relu2.backward(grad)
+            gx = self.conv1.backward(self.bn1.backward(self.relu1.backward(self.conv2.backward(self.bn2.backward(g)))))
+            gx += g if self.shortcut is None else self.shortcut.backward(g)
+            return gx
+        dh, g = self.bn2.backward_act(grad)
+        gx = self.conv1.backward(self.bn1.backward_act(self.conv2.backward(dh))[0])
         gx += g if self.shortcut is None else self.shortcut.backward(g)
         return gx
