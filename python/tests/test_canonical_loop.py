@@ -16,7 +16,6 @@ pytest.importorskip("sklearn")
 
 
 def test_canonical_loop_learns_digits():
-
     ds = fnl.data.load_dataset("digits")
     rng = np.random.default_rng(0)
     train = rng.permutation(len(ds.y_train))[:640]
