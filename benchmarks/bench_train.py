@@ -1,6 +1,6 @@
 """Benchmark: one training step of ResNet-20 (low-rank and dense), fnl vs PyTorch on the CPU.
 
-    python benchmarks/bench_train.py [--batch 128] [--repeat 5] [--rounds 3] [--threads 2]
+    python benchmarks/bench_train.py [--batch 128] [--repeat 5] [--rounds 3] [--threads 1,2]
 
 One step = model.train(); forward; softmax cross-entropy; zero_grad; backward; optimizer step,
 on a fixed batch of (N, 3, 32, 32) float32 inputs with 10 classes.
@@ -270,63 +270,62 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--repeat", type=int, default=5, help="timed steps per measurement (after 2 warm-up steps)")
     ap.add_argument("--rounds", type=int, default=3, help="alternating fnl/torch passes; the best time is kept")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", default="1,2", help="thread counts to measure, e.g. 2 or 1,2")
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.torch_worker:
-        torch_worker(args.threads, args.batch, args.repeat)
+        torch_worker(int(args.threads), args.batch, args.repeat)
         return
-
-    worker, note = (None, "--no-torch") if args.no_torch else start_torch(args.threads, args.batch, args.repeat)
     import fnl
 
-    fnl.set_num_threads(args.threads)
+    counts = [int(t) for t in str(args.threads).split(",")]
     kinds = ("lowrank", "dense")
+    params = {k: build_fnl(k).num_parameters() for k in kinds}
     steps = {k: fnl_step_fn(k, args.batch) for k in kinds}
-    params = {}
-    for k in kinds:
-        m = build_fnl(k)
-        params[k] = m.num_parameters()
-
-    best: dict = {}
-
-    def keep(key, value):
-        best[key] = min(best.get(key, float("inf")), value)
-
-    for _ in range(args.rounds):
-        keep(("fnl", "sgemm"), sgemm_seconds_fnl(fnl, 3))
-        if worker:
-            keep(("torch", "sgemm"), worker.time("sgemm"))
-        for k in kinds:
-            keep(("fnl", k), best_time(steps[k], args.repeat))
-            if worker:
-                keep(("torch", k), worker.time(k))
-    if worker:
-        worker.close()
-
-    flop = 2.0 * 2048**3
-    print(f"fnl training-step benchmark: ResNet-20, batch {args.batch} x 3 x 32 x 32, 10 classes, "
-          f"{args.threads} threads; best of {args.rounds} rounds x {args.repeat} steps")
-    line = f"sgemm 2048^3: fnl engine (OpenBLAS {fnl.blas_info()['corename']}) {flop / best[('fnl', 'sgemm')] / 1e9:.1f} GFLOP/s"
-    if worker:
-        line += f"; torch {worker.info['version']} {flop / best[('torch', 'sgemm')] / 1e9:.1f} GFLOP/s"
-    else:
-        line += f"; torch skipped ({note})"
-    print(line)
-    head = f"{'model':<34}{'params':>9}{'fnl step':>11}"
-    if worker:
-        head += f"{'torch step':>12}{'torch/fnl':>11}"
-    print(head)
-    print("-" * len(head))
+    print(f"fnl training-step benchmark: ResNet-20, batch {args.batch} x 3 x 32 x 32, 10 classes; "
+          f"best of {args.rounds} rounds x {args.repeat} steps (after 2 warm-up steps)")
     names = {"lowrank": "low-rank (s=0.1, SI, SGD+FD)", "dense": "dense (SGD, weight decay)"}
-    for k in kinds:
-        row = f"{names[k]:<34}{params[k]:>9,}{best[('fnl', k)] * 1e3:>9.1f}ms"
+    flop = 2.0 * 2048**3
+    for threads in counts:
+        worker, note = (None, "--no-torch") if args.no_torch else start_torch(threads, args.batch, args.repeat)
+        fnl.set_num_threads(threads)
+        best: dict = {}
+
+        def keep(key, value):
+            best[key] = min(best.get(key, float("inf")), value)
+
+        for _ in range(args.rounds):
+            keep(("fnl", "sgemm"), sgemm_seconds_fnl(fnl, 3))
+            if worker:
+                keep(("torch", "sgemm"), worker.time("sgemm"))
+            for k in kinds:
+                keep(("fnl", k), best_time(steps[k], args.repeat))
+                if worker:
+                    keep(("torch", k), worker.time(k))
         if worker:
-            row += f"{best[('torch', k)] * 1e3:>10.1f}ms{best[('torch', k)] / best[('fnl', k)]:>10.2f}x"
-        print(row)
-    if worker:
-        print("target: torch/fnl >= 1 for the low-rank step (fnl not slower)")
+            worker.close()
+
+        print()
+        line = (f"{threads} thread{'s' if threads > 1 else ''}: sgemm 2048^3 fnl engine (OpenBLAS "
+                f"{fnl.blas_info()['corename']}) {flop / best[('fnl', 'sgemm')] / 1e9:.1f} GFLOP/s")
+        if worker:
+            line += f"; torch {worker.info['version']} (MKL) {flop / best[('torch', 'sgemm')] / 1e9:.1f} GFLOP/s"
+        else:
+            line += f"; torch skipped ({note})"
+        print(line)
+        head = f"{'model':<32}{'params':>9}{'fnl step':>11}"
+        if worker:
+            head += f"{'torch step':>12}{'torch/fnl':>11}"
+        print(head)
+        print("-" * len(head))
+        for k in kinds:
+            row = f"{names[k]:<32}{params[k]:>9,}{best[('fnl', k)] * 1e3:>9.1f}ms"
+            if worker:
+                row += f"{best[('torch', k)] * 1e3:>10.1f}ms{best[('torch', k)] / best[('fnl', k)]:>10.2f}x"
+            print(row)
+    print()
+    print("target: torch/fnl >= 1 for the low-rank step (fnl not slower)")
 
 
 if __name__ == "__main__":

@@ -36,15 +36,6 @@ struct SplitMix {
 
 func array(_ p: UnsafePointer<Float>, _ n: Int) -> [Double] { (0..<n).map { Double(p[$0]) } }
 
-func assertClose(_ a: [Double], _ b: [Double], rtol: Double, atol: Double, _ what: String,
-                 file: StaticString = #filePath, line: UInt = #line) {
-    XCTAssertEqual(a.count, b.count, what, file: file, line: line)
-    for i in 0..<min(a.count, b.count) where abs(a[i] - b[i]) > atol + rtol * abs(b[i]) {
-        XCTFail("\(what)[\(i)]: \(a[i]) vs reference \(b[i])", file: file, line: line)
-        return
-    }
-}
-
 /// float64 FD gradient of (lam/2)||U V^T||_F^2 for U (m x r), V (n x r): lam W V, lam W^T U.
 func fdReference(_ u: [Double], _ v: [Double], m: Int, n: Int, r: Int, lam: Double) -> ([Double], [Double]) {
     var w = [Double](repeating: 0, count: m * n)
