@@ -11,7 +11,8 @@ import Glibc
 /// running_mean = (1 - momentum) running_mean + momentum mean_c, and running_var likewise with
 /// the unbiased variance var_c N S / (N S - 1). Evaluation uses the running statistics.
 /// Statistics are reduced with float32 SIMD partial sums gathered in float64 (two passes:
-/// mean, then centred squares). Channels run in parallel.
+/// mean, then centred squares), walking the data in memory order with the images split over
+/// the threads; the elementwise passes run over (image, channel) planes in parallel.
 ///
 /// Fused epilogue (one pass instead of three, for Conv-BN-ReLU and the residual block's
 /// relu(bn(x) + shortcut)): the forward passes optionally add a `residual` of x's shape and
@@ -47,39 +48,77 @@ public enum BatchNorm {
         let (n, c, s) = (sh.n, sh.c, sh.s)
         let m = n * s
         try require(m > 1, "training needs more than one value per channel, got input of (N, C, S) = (\(n), \(c), \(s))")
-        var bad = [Int](repeating: 0, count: c)
-        bad.withUnsafeMutableBufferPointer { badp in
-            Threads.parallelFor(c, work: 6 * sh.count) { ch in
-                var total = 0.0
-                for b in 0..<n { total += Reduce.sum(x + (b * c + ch) * s, s) }
-                let mu = total / Double(m)
-                let muf = Float(mu)
-                var sq = 0.0
-                for b in 0..<n { sq += Reduce.centeredSquares(x + (b * c + ch) * s, s, muf) }
-                // Correct for rounding mu to float: sum (x - muf)^2 = sum (x - mu)^2 + m (mu - muf)^2.
-                let d = mu - Double(muf)
-                let variance = max(0, sq / Double(m) - d * d)
-                guard mu.isFinite, variance.isFinite else { badp[ch] = 1; return }
-                let inv = 1.0 / (variance + Double(eps)).squareRoot()
-                mean[ch] = muf
-                invstd[ch] = Float(inv)
-                let scale = gamma[ch] * Float(inv)
-                let shift = beta[ch] - muf * scale
-                for b in 0..<n {
-                    let off = (b * c + ch) * s
-                    affine(x + off, residual.map { $0 + off }, y + off, s, scale, shift, relu: relu)
-                }
-                if let runningMean, let runningVar {
-                    let mom = Double(momentum)
-                    let unbiased = m > 1 ? variance * Double(m) / Double(m - 1) : variance
-                    runningMean[ch] = Float((1 - mom) * Double(runningMean[ch]) + mom * mu)
-                    runningVar[ch] = Float((1 - mom) * Double(runningVar[ch]) + mom * unbiased)
+        // Statistics: two passes over x in memory order (images split over the threads, per
+        // thread and channel partial sums in float64), then one pass writing y.
+        let sums = channelSums(sh) { _, off in (Reduce.sum(x + off, s), 0) }.first
+        var mu = [Double](repeating: 0, count: c), muf = [Float](repeating: 0, count: c)
+        for ch in 0..<c {
+            mu[ch] = sums[ch] / Double(m)
+            muf[ch] = Float(mu[ch])
+            guard mu[ch].isFinite, muf[ch].isFinite else {
+                throw FNLError.invalid("x contains NaN or inf (or overflows) in channel \(ch)")
+            }
+        }
+        let squares = muf.withUnsafeBufferPointer { mp in
+            channelSums(sh) { ch, off in (Reduce.centeredSquares(x + off, s, mp[ch]), 0) }.first
+        }
+        var scale = [Float](repeating: 0, count: c), shift = scale
+        for ch in 0..<c {
+            // Correct for rounding mu to float: sum (x - muf)^2 = sum (x - mu)^2 + m (mu - muf)^2.
+            let d = mu[ch] - Double(muf[ch])
+            let variance = max(0, squares[ch] / Double(m) - d * d)
+            guard variance.isFinite else { throw FNLError.invalid("x contains NaN or inf (or overflows) in channel \(ch)") }
+            let inv = 1.0 / (variance + Double(eps)).squareRoot()
+            mean[ch] = muf[ch]
+            invstd[ch] = Float(inv)
+            scale[ch] = gamma[ch] * Float(inv)
+            shift[ch] = beta[ch] - muf[ch] * scale[ch]
+            if let runningMean, let runningVar {
+                let mom = Double(momentum)
+                let unbiased = variance * Double(m) / Double(m - 1)
+                runningMean[ch] = Float((1 - mom) * Double(runningMean[ch]) + mom * mu[ch])
+                runningVar[ch] = Float((1 - mom) * Double(runningVar[ch]) + mom * unbiased)
+            }
+        }
+        scale.withUnsafeBufferPointer { sc in
+            shift.withUnsafeBufferPointer { sf in
+                Threads.parallelFor(n * c, work: 2 * sh.count) { plane in
+                    let ch = plane % c, off = plane * s
+                    affine(x + off, residual.map { $0 + off }, y + off, s, sc[ch], sf[ch], relu: relu)
                 }
             }
         }
-        if let ch = bad.firstIndex(of: 1) {
-            throw FNLError.invalid("x contains NaN or inf (or overflows) in channel \(ch)")
+    }
+
+    /// Per channel sums of the pair `term(channel, offset of the (image, channel) plane)` over
+    /// the images, walking the (N, C, S) data in memory order: the images are split into one
+    /// contiguous block per thread, each accumulating its own float64 partial sums, added up
+    /// at the end (so the summation order follows the thread count).
+    static func channelSums(_ sh: Shape, _ term: (Int, Int) -> (Double, Double)) -> (first: [Double], second: [Double]) {
+        let (n, c, s) = (sh.n, sh.c, sh.s)
+        let workers = max(1, min(Threads.count, n))
+        var parts = [Double](repeating: 0, count: workers * 2 * c)
+        parts.withUnsafeMutableBufferPointer { pp in
+            let base = pp.baseAddress!
+            Threads.parallelFor(workers, work: 2 * sh.count) { w in
+                let mine = base + w * 2 * c
+                for b in (n * w / workers)..<(n * (w + 1) / workers) {
+                    for ch in 0..<c {
+                        let (a, d) = term(ch, (b * c + ch) * s)
+                        mine[2 * ch] += a
+                        mine[2 * ch + 1] += d
+                    }
+                }
+            }
         }
+        var first = [Double](repeating: 0, count: c), second = first
+        for w in 0..<workers {
+            for ch in 0..<c {
+                first[ch] += parts[(w * c + ch) * 2]
+                second[ch] += parts[(w * c + ch) * 2 + 1]
+            }
+        }
+        return (first, second)
     }
 
     /// invstd = 1/sqrt(var + eps) of running variances (for evaluation forward and backward).
@@ -145,9 +184,9 @@ public enum BatchNorm {
     ///     evaluation: dx = gamma invstd g          (statistics are constants)
     ///
     /// dgamma and dbeta are added into the given buffers when `accumulate`; dx may be nil.
-    /// `maskedGrad` (with `output`) receives g, the gradient of a fused residual input; dx may
-    /// be the same buffer as maskedGrad only when maskedGrad is not needed afterwards (it is
-    /// overwritten by dx).
+    /// `maskedGrad` (with `output`) receives g, the gradient of a fused residual input. Two
+    /// passes in memory order: the per channel sums (images split over the threads), then dx
+    /// and g (planes in parallel).
     public static func backward(_ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ sh: Shape,
                                 gamma: UnsafePointer<Float>, mean: UnsafePointer<Float>, invstd: UnsafePointer<Float>,
                                 training: Bool, accumulate: Bool,
@@ -156,60 +195,73 @@ public enum BatchNorm {
                                 dgamma: UnsafeMutablePointer<Float>, dbeta: UnsafeMutablePointer<Float>) throws {
         let (n, c, s) = (sh.n, sh.c, sh.s)
         let m = Float(n * s)
-        // Where g is stored when it is not dy itself (then dx is computed from it, in place).
-        let gStore: UnsafeMutablePointer<Float>? = output == nil ? nil : (maskedGrad ?? dx)
-        var bad = [Int](repeating: 0, count: c)
-        bad.withUnsafeMutableBufferPointer { badp in
-            Threads.parallelFor(c, work: 6 * sh.count) { ch in
-                var sdy = 0.0, sdyx = 0.0
-                let mu = mean[ch]
-                for b in 0..<n {
-                    let off = (b * c + ch) * s
-                    let sums: (Double, Double)
-                    if let out = output {
-                        if let st = gStore {
-                            NNLanes.mask(dy + off, out + off, st + off, s)
-                            sums = Reduce.sumAndCenteredDot(st + off, x + off, s, mu)
-                        } else {
-                            sums = Reduce.maskedSumAndCenteredDot(dy + off, out + off, x + off, s, mu)
-                        }
-                    } else {
-                        sums = Reduce.sumAndCenteredDot(dy + off, x + off, s, mu)
+        // Pass 1 (memory order): per channel sum g and sum g (x - mean), g masked on the fly.
+        let (sdy, sdyx) = channelSums(sh) { ch, off in
+            if let out = output {
+                return Reduce.maskedSumAndCenteredDot(dy + off, out + off, x + off, s, mean[ch])
+            }
+            return Reduce.sumAndCenteredDot(dy + off, x + off, s, mean[ch])
+        }
+        var a = [Float](repeating: 0, count: c), k1 = a, k2 = a
+        for ch in 0..<c {
+            guard sdy[ch].isFinite, sdyx[ch].isFinite else {
+                throw FNLError.invalid("grad_y or x contains NaN or inf (or overflows) in channel \(ch)")
+            }
+            let inv = invstd[ch]
+            let db = Float(sdy[ch]), dg = Float(sdyx[ch] * Double(inv))
+            dbeta[ch] = accumulate ? dbeta[ch] + db : db
+            dgamma[ch] = accumulate ? dgamma[ch] + dg : dg
+            // training: dx = g' g - g'/m (db + xhat dg), g' = gamma invstd, xhat = (x - mu) invstd;
+            // evaluation: dx = g' g
+            let gi = gamma[ch] * inv
+            a[ch] = gi
+            k1[ch] = training ? gi * db / m : 0
+            k2[ch] = training ? gi * dg * inv / m : 0
+        }
+        guard dx != nil || (maskedGrad != nil && output != nil) else { return }
+        // Pass 2 (memory order, planes in parallel): dx and the masked gradient.
+        a.withUnsafeBufferPointer { ap in
+            k1.withUnsafeBufferPointer { k1p in
+                k2.withUnsafeBufferPointer { k2p in
+                    Threads.parallelFor(n * c, work: 3 * sh.count) { plane in
+                        let ch = plane % c, off = plane * s
+                        inputGradient(dy + off, output.map { $0 + off }, x + off, dx.map { $0 + off },
+                                      output == nil ? nil : maskedGrad.map { $0 + off }, s,
+                                      a: ap[ch], k1: k1p[ch], k2: k2p[ch], mu: mean[ch])
                     }
-                    sdy += sums.0
-                    sdyx += sums.1
-                }
-                guard sdy.isFinite, sdyx.isFinite else { badp[ch] = 1; return }
-                let inv = invstd[ch]
-                let db = Float(sdy), dg = Float(sdyx * Double(inv))
-                dbeta[ch] = accumulate ? dbeta[ch] + db : db
-                dgamma[ch] = accumulate ? dgamma[ch] + dg : dg
-                guard let dx else { return }
-                let src: UnsafePointer<Float> = gStore.map { UnsafePointer($0) } ?? dy
-                let g = gamma[ch] * inv
-                // training: dx = g dy - g/m (db + xhat dg), xhat = (x - mu) inv;  evaluation: dx = g dy
-                let a = g, k1 = training ? g * db / m : 0, k2 = training ? g * dg * inv / m : 0
-                for b in 0..<n {
-                    let off = (b * c + ch) * s
-                    inputGradient(src + off, x + off, dx + off, s, a: a, k1: k1, k2: k2, mu: mu)
                 }
             }
         }
-        if let ch = bad.firstIndex(of: 1) {
-            throw FNLError.invalid("grad_y or x contains NaN or inf (or overflows) in channel \(ch)")
-        }
     }
 
-    /// dx = a g - k1 - k2 (x - mu) (dx may be g).
-    static func inputGradient(_ g: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
+    /// With g = dy (masked by output > 0 when given): masked = g (if given) and
+    /// dx = a g - k1 - k2 (x - mu) (if given).
+    static func inputGradient(_ dy: UnsafePointer<Float>, _ output: UnsafePointer<Float>?, _ x: UnsafePointer<Float>,
+                              _ dx: UnsafeMutablePointer<Float>?, _ masked: UnsafeMutablePointer<Float>?,
                               _ count: Int, a: Float, k1: Float, k2: Float, mu: Float) {
         let av = SIMD16<Float>(repeating: a), k1v = SIMD16<Float>(repeating: k1)
-        let k2v = SIMD16<Float>(repeating: k2), muv = SIMD16<Float>(repeating: mu)
-        var i = 0
-        while i + 16 <= count {
-            NNLanes.store(av * NNLanes.load(g + i) - k1v - k2v * (NNLanes.load(x + i) - muv), dx + i)
-            i += 16
+        let k2v = SIMD16<Float>(repeating: k2), muv = SIMD16<Float>(repeating: mu), zero = SIMD16<Float>(repeating: 0)
+        let whole = count & ~15
+        if let out = output {
+            var i = 0
+            while i < whole {
+                let g = zero.replacing(with: NNLanes.load(dy + i), where: NNLanes.load(out + i) .> 0)
+                if let masked { NNLanes.store(g, masked + i) }
+                if let dx { NNLanes.store(av * g - k1v - k2v * (NNLanes.load(x + i) - muv), dx + i) }
+                i += 16
+            }
+            for j in whole..<count {
+                let g = out[j] > 0 ? dy[j] : 0
+                masked?[j] = g
+                dx?[j] = a * g - k1 - k2 * (x[j] - mu)
+            }
+        } else if let dx {
+            var i = 0
+            while i < whole {
+                NNLanes.store(av * NNLanes.load(dy + i) - k1v - k2v * (NNLanes.load(x + i) - muv), dx + i)
+                i += 16
+            }
+            for j in whole..<count { dx[j] = a * dy[j] - k1 - k2 * (x[j] - mu) }
         }
-        while i < count { dx[i] = a * g[i] - k1 - k2 * (x[i] - mu); i += 1 }
     }
 }
