@@ -1,4 +1,9 @@
-"""Sequential: modules applied in order; backward runs them in reverse."""
+"""Sequential: modules applied in order; backward runs them in reverse.
+
+A BatchNorm1d/2d directly followed by a ReLU (exactly those classes) runs as one fused engine
+pass (BatchNorm.forward_act with relu=True; same values, one pass over the data instead of
+two, and no intermediate array); the ReLU module stays in the tree.
+"""
 from __future__ import annotations
 
 from collections import OrderedDict

@@ -3,6 +3,11 @@
 Shortcuts: the identity when shapes match; otherwise "projection" (a 1x1 strided conv + batch
 norm, option B) or "pad" (option A of the CIFAR ResNets: subsample by the stride and pad the
 new channels with zeros, parameter-free, as in the code the paper used).
+
+Execution: relu(bn1(.)) runs as one fused engine pass, and relu(bn2(.) + shortcut) as another
+(BatchNorm2d.forward_act), with the backward differentiating both in one pass each; the
+modules relu1/relu2 stay in the tree (state dicts and reprs are unchanged). A block whose
+bn/relu submodules were replaced by other classes runs them one by one instead.
 """
 from __future__ import annotations
 
