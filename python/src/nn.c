@@ -681,11 +681,17 @@ static PyObject *pool_capsule = NULL;
 
 static int pool_supported(void) { return PyArray_GetNDArrayCFeatureVersion() >= 0x0000000f; }
 
+/* A child forked while another thread held the lock gets a fresh, unlocked one. */
+static void pool_after_fork_child(void) { pthread_mutex_init(&pool_lock, NULL); }
+
 /* pool_enter() -> the previous handler (pass it to pool_exit), or None when unsupported. */
 static PyObject *pool_enter(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (fnl_check_nargs(nargs, 0, "fnl.nn.memory_pool") < 0) return NULL;
     if (!pool_supported()) Py_RETURN_NONE;
-    if (!pool_capsule && !(pool_capsule = PyCapsule_New(&pool_handler, "mem_handler", NULL))) return NULL;
+    if (!pool_capsule) {
+        if (!(pool_capsule = PyCapsule_New(&pool_handler, "mem_handler", NULL))) return NULL;
+        pthread_atfork(NULL, NULL, pool_after_fork_child);
+    }
     return PyDataMem_SetHandler(pool_capsule);
 }
 

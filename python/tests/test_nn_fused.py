@@ -226,3 +226,32 @@ def test_pooled_arrays_outlive_the_pool_scope():
     for y in ys:
         assert y.flags.c_contiguous and y.dtype == np.float32 and np.isfinite(y).all()
     assert len({y.ctypes.data for y in ys}) == 3
+
+
+def test_bindings_hold_no_extra_references():
+    from test_leaks import assert_no_leak
+
+    x, r, g = randn(4, 3, 5, 5), randn(4, 3, 5, 5), randn(4, 3, 5, 5)
+    w, b = np.ones(3, np.float32), np.zeros(3, np.float32)
+    rm, rv = np.zeros(3, np.float32), np.ones(3, np.float32)
+    gw, gb = np.zeros(3, np.float32), np.zeros(3, np.float32)
+    y, mean, inv = _native.batchnorm_forward(x, w, b, rm, rv, True, 0.1, 1e-5, r, True)
+    objects = [x, r, g, w, b, rm, rv, gw, gb, y, mean, inv]
+
+    def calls():
+        _native.batchnorm_forward(x, w, b, rm, rv, True, 0.1, 1e-5, r, True)
+        _native.batchnorm_forward(x, w, b, rm, rv, False, 0.1, 1e-5, None, False)
+        _native.batchnorm_backward(g, x, w, mean, inv, True, gw, gb, True, y, True)
+        _native.batchnorm_backward(g, x, w, mean, inv, True, gw, gb, False, None, False)
+        _native.pool_exit(_native.pool_enter())
+        for bad in ((x, w, b, rm, rv, True, 0.1, 1e-5, r[:1], True),):
+            try:
+                _native.batchnorm_forward(*bad)
+            except ValueError:
+                pass
+        try:
+            _native.batchnorm_backward(g, x, w, mean, inv, True, gw, gb, True, None, True)
+        except ValueError:
+            pass
+
+    assert_no_leak(calls, objects, n=400)
