@@ -255,3 +255,21 @@ def test_bindings_hold_no_extra_references():
             pass
 
     assert_no_leak(calls, objects, n=400)
+
+
+def test_batchnorm_nan_leaves_statistics_and_gradients_unchanged():
+    layer = nn.BatchNorm2d(3)
+    x = randn(4, 3, 2, 2)
+    y = layer.forward_act(x, relu=True)
+    g = randn(4, 3, 2, 2)
+    g[:, 2] = np.where(y[:, 2] > 0, np.nan, g[:, 2])  # where the ReLU passes the gradient
+    with pytest.raises(ValueError, match="channel 2"):
+        layer.backward_act(g)
+    assert (y[:, 2] > 0).any()
+    assert not layer.weight.grad.any() and not layer.bias.grad.any()
+    rm, rv = layer.running_mean.copy(), layer.running_var.copy()
+    x[0, 1, 1, 1] = np.inf
+    with pytest.raises(ValueError, match="channel 1"):
+        layer.forward_act(x, randn(4, 3, 2, 2), relu=True)
+    np.testing.assert_array_equal(layer.running_mean, rm)
+    np.testing.assert_array_equal(layer.running_var, rv)

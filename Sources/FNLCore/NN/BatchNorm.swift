@@ -62,20 +62,24 @@ public enum BatchNorm {
         let squares = muf.withUnsafeBufferPointer { mp in
             channelSums(sh) { ch, off in (Reduce.centeredSquares(x + off, s, mp[ch]), 0) }.first
         }
-        var scale = [Float](repeating: 0, count: c), shift = scale
+        var variance = [Double](repeating: 0, count: c)
         for ch in 0..<c {
             // Correct for rounding mu to float: sum (x - muf)^2 = sum (x - mu)^2 + m (mu - muf)^2.
             let d = mu[ch] - Double(muf[ch])
-            let variance = max(0, squares[ch] / Double(m) - d * d)
-            guard variance.isFinite else { throw FNLError.invalid("x contains NaN or inf (or overflows) in channel \(ch)") }
-            let inv = 1.0 / (variance + Double(eps)).squareRoot()
+            variance[ch] = max(0, squares[ch] / Double(m) - d * d)
+            guard variance[ch].isFinite else { throw FNLError.invalid("x contains NaN or inf (or overflows) in channel \(ch)") }
+        }
+        // Every channel is valid: only now are the outputs and running statistics written.
+        var scale = [Float](repeating: 0, count: c), shift = scale
+        for ch in 0..<c {
+            let inv = 1.0 / (variance[ch] + Double(eps)).squareRoot()
             mean[ch] = muf[ch]
             invstd[ch] = Float(inv)
             scale[ch] = gamma[ch] * Float(inv)
             shift[ch] = beta[ch] - muf[ch] * scale[ch]
             if let runningMean, let runningVar {
                 let mom = Double(momentum)
-                let unbiased = variance * Double(m) / Double(m - 1)
+                let unbiased = variance[ch] * Double(m) / Double(m - 1)
                 runningMean[ch] = Float((1 - mom) * Double(runningMean[ch]) + mom * mu[ch])
                 runningVar[ch] = Float((1 - mom) * Double(runningVar[ch]) + mom * unbiased)
             }
@@ -202,11 +206,11 @@ public enum BatchNorm {
             }
             return Reduce.sumAndCenteredDot(dy + off, x + off, s, mean[ch])
         }
+        for ch in 0..<c where !(sdy[ch].isFinite && sdyx[ch].isFinite) {
+            throw FNLError.invalid("grad_y or x contains NaN or inf (or overflows) in channel \(ch)")
+        }
         var a = [Float](repeating: 0, count: c), k1 = a, k2 = a
         for ch in 0..<c {
-            guard sdy[ch].isFinite, sdyx[ch].isFinite else {
-                throw FNLError.invalid("grad_y or x contains NaN or inf (or overflows) in channel \(ch)")
-            }
             let inv = invstd[ch]
             let db = Float(sdy[ch]), dg = Float(sdyx[ch] * Double(inv))
             dbeta[ch] = accumulate ? dbeta[ch] + db : db
