@@ -25,7 +25,13 @@ torch runs in a separate process (torch.set_num_threads(threads), fnl.set_num_th
 here) so that its OpenMP threads and fnl's OpenBLAS threads never compete for the cores. The
 two are measured alternately, round after round, and the best time of all rounds is kept
 (the machine may be shared). The sgemm rate (one 2048^3 product) of each side's BLAS is
-measured in the same run.
+measured in the same run. Each thread count of --threads gets its own table (with 1 thread
+the comparison is least sensitive to other work on the machine).
+
+What fnl's step runs: the fused low-rank conv kernels (the 1 x kw stage's output kept for
+backward, one ConvWorkspace per thread), BatchNorm+ReLU and BatchNorm+residual+ReLU as single
+engine passes, the layers' arrays served by fnl.nn's memory pool (no page faults per step),
+and the optimizer step in the engine.
 """
 from __future__ import annotations
 
