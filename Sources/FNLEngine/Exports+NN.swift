@@ -119,6 +119,55 @@ public func fnl_batchnorm_backward(_ dy: UnsafePointer<Float>?, _ x: UnsafePoint
     }
 }
 
+@_cdecl("fnl_batchnorm_act_forward")
+public func fnl_batchnorm_act_forward(_ x: UnsafePointer<Float>?, _ n: Int64, _ c: Int64, _ s: Int64,
+                                      _ gamma: UnsafePointer<Float>?, _ beta: UnsafePointer<Float>?,
+                                      _ runningMean: UnsafeMutablePointer<Float>?,
+                                      _ runningVar: UnsafeMutablePointer<Float>?,
+                                      _ training: Int32, _ momentum: Float, _ eps: Float,
+                                      _ residual: UnsafePointer<Float>?, _ relu: Int32,
+                                      _ y: UnsafeMutablePointer<Float>?, _ mean: UnsafeMutablePointer<Float>?,
+                                      _ invstd: UnsafeMutablePointer<Float>?,
+                                      _ err: UnsafeMutablePointer<CChar>?, _ cap: Int) -> Int32 {
+    abiCall(err, cap) {
+        let sh = try BatchNorm.Shape(n: try size(n, "n"), c: try size(c, "c"), s: try size(s, "s"))
+        let (x, gamma, beta) = (try nonNull(x, "x"), try nonNull(gamma, "gamma"), try nonNull(beta, "beta"))
+        let (y, mean, invstd) = (try nonNull(y, "y"), try nonNull(mean, "mean"), try nonNull(invstd, "invstd"))
+        if training != 0 {
+            try require((runningMean == nil) == (runningVar == nil), "running_mean and running_var must both be given or both be null")
+            try BatchNorm.forwardTrain(x, sh, gamma: gamma, beta: beta, eps: eps, momentum: momentum,
+                                       runningMean: runningMean, runningVar: runningVar, residual: residual,
+                                       relu: relu != 0, y: y, mean: mean, invstd: invstd)
+        } else {
+            let rm = try nonNull(runningMean, "running_mean"), rv = try nonNull(runningVar, "running_var")
+            try BatchNorm.invstd(rv, sh.c, eps: eps, invstd)
+            mean.update(from: rm, count: sh.c)
+            try BatchNorm.forwardEval(x, sh, gamma: gamma, beta: beta, mean: mean, invstd: invstd,
+                                      residual: residual, relu: relu != 0, y: y)
+        }
+    }
+}
+
+@_cdecl("fnl_batchnorm_act_backward")
+public func fnl_batchnorm_act_backward(_ dy: UnsafePointer<Float>?, _ x: UnsafePointer<Float>?,
+                                       _ output: UnsafePointer<Float>?, _ n: Int64, _ c: Int64, _ s: Int64,
+                                       _ gamma: UnsafePointer<Float>?, _ mean: UnsafePointer<Float>?,
+                                       _ invstd: UnsafePointer<Float>?, _ training: Int32, _ accumulate: Int32,
+                                       _ dgamma: UnsafeMutablePointer<Float>?, _ dbeta: UnsafeMutablePointer<Float>?,
+                                       _ dx: UnsafeMutablePointer<Float>?, _ maskedGrad: UnsafeMutablePointer<Float>?,
+                                       _ err: UnsafeMutablePointer<CChar>?, _ cap: Int) -> Int32 {
+    abiCall(err, cap) {
+        let sh = try BatchNorm.Shape(n: try size(n, "n"), c: try size(c, "c"), s: try size(s, "s"))
+        try require(maskedGrad == nil || output != nil, "masked_grad needs the fused output y")
+        try require(maskedGrad == nil || dx == nil || maskedGrad != dx, "dx and masked_grad must be different buffers")
+        try BatchNorm.backward(try nonNull(dy, "dy"), try nonNull(x, "x"), sh, gamma: try nonNull(gamma, "gamma"),
+                               mean: try nonNull(mean, "mean"), invstd: try nonNull(invstd, "invstd"),
+                               training: training != 0, accumulate: accumulate != 0, output: output,
+                               maskedGrad: maskedGrad, dx: dx,
+                               dgamma: try nonNull(dgamma, "dgamma"), dbeta: try nonNull(dbeta, "dbeta"))
+    }
+}
+
 private func geometry(_ n: Int64, _ c: Int64, _ h: Int64, _ w: Int64, _ kh: Int64, _ kw: Int64, _ sh: Int64,
                       _ sw: Int64, _ ph: Int64, _ pw: Int64, _ oh: Int64, _ ow: Int64) throws -> PoolGeometry {
     try PoolGeometry(n: try size(n, "n"), c: try size(c, "c"), h: try size(h, "h"), w: try size(w, "w"),

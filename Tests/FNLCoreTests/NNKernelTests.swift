@@ -49,6 +49,59 @@ final class NNKernelTests: XCTestCase {
         }
     }
 
+    /// y = relu(bn(x) + r) and its backward against the unfused kernels composed here.
+    func testBatchNormFusedResidualReLU() throws {
+        for (n, c, s) in [(3, 2, 5), (2, 3, 37), (1, 2, 16)] {
+            let count = n * c * s
+            let x = random(count, seed: 3), r = random(count, seed: 4), dy = random(count, seed: 5)
+            let gamma: [Float] = (0..<c).map { Float($0) * 0.7 - 0.4 }, beta: [Float] = (0..<c).map { Float($0) * 0.1 }
+            let sh = try BatchNorm.Shape(n: n, c: c, s: s)
+            for training in [true, false] {
+                var mean = [Float](repeating: 0.1, count: c), inv = [Float](repeating: 0.9, count: c)
+                var rm = [Float](repeating: 0.2, count: c), rv = [Float](repeating: 1.3, count: c)
+                var plain = [Float](repeating: 0, count: count), fused = plain
+                if training {
+                    try BatchNorm.forwardTrain(x, sh, gamma: gamma, beta: beta, eps: 1e-5, momentum: 0.1,
+                                               runningMean: nil, runningVar: nil, y: &plain, mean: &mean, invstd: &inv)
+                    try BatchNorm.forwardTrain(x, sh, gamma: gamma, beta: beta, eps: 1e-5, momentum: 0.1,
+                                               runningMean: &rm, runningVar: &rv, residual: r, relu: true,
+                                               y: &fused, mean: &mean, invstd: &inv)
+                } else {
+                    try BatchNorm.forwardEval(x, sh, gamma: gamma, beta: beta, mean: mean, invstd: inv, y: &plain)
+                    try BatchNorm.forwardEval(x, sh, gamma: gamma, beta: beta, mean: mean, invstd: inv,
+                                              residual: r, relu: true, y: &fused)
+                }
+                for i in 0..<count { XCTAssertEqual(fused[i], max(plain[i] + r[i], 0), accuracy: 1e-5) }
+                // backward: the masked gradient g, then the plain backward of g
+                let g = (0..<count).map { fused[$0] > 0 ? dy[$0] : 0 }
+                var dxRef = [Float](repeating: 0, count: count), dgRef = [Float](repeating: 0, count: c), dbRef = dgRef
+                try BatchNorm.backward(g, x, sh, gamma: gamma, mean: mean, invstd: inv, training: training,
+                                       accumulate: false, dx: &dxRef, dgamma: &dgRef, dbeta: &dbRef)
+                // with masked output, without it (dx holds g first), and with neither dx nor masked output
+                var dx = [Float](repeating: 0, count: count), masked = dx, dg = dgRef, db = dgRef
+                try BatchNorm.backward(dy, x, sh, gamma: gamma, mean: mean, invstd: inv, training: training,
+                                       accumulate: false, output: fused, maskedGrad: &masked, dx: &dx,
+                                       dgamma: &dg, dbeta: &db)
+                XCTAssertEqual(masked, g)
+                for i in 0..<count { XCTAssertEqual(dx[i], dxRef[i], accuracy: 1e-5) }
+                for ch in 0..<c {
+                    XCTAssertEqual(dg[ch], dgRef[ch], accuracy: 1e-4)
+                    XCTAssertEqual(db[ch], dbRef[ch], accuracy: 1e-4)
+                }
+                var dx2 = [Float](repeating: 0, count: count)
+                try BatchNorm.backward(dy, x, sh, gamma: gamma, mean: mean, invstd: inv, training: training,
+                                       accumulate: false, output: fused, dx: &dx2, dgamma: &dg, dbeta: &db)
+                for i in 0..<count { XCTAssertEqual(dx2[i], dxRef[i], accuracy: 1e-5) }
+                try BatchNorm.backward(dy, x, sh, gamma: gamma, mean: mean, invstd: inv, training: training,
+                                       accumulate: false, output: fused, dx: nil, dgamma: &dg, dbeta: &db)
+                for ch in 0..<c {
+                    XCTAssertEqual(dg[ch], dgRef[ch], accuracy: 1e-4)
+                    XCTAssertEqual(db[ch], dbRef[ch], accuracy: 1e-4)
+                }
+            }
+        }
+    }
+
     func testBatchNormRejectsBadArguments() throws {
         let sh = try BatchNorm.Shape(n: 1, c: 1, s: 1)
         var y: [Float] = [0], m: [Float] = [0], i: [Float] = [0]
@@ -144,5 +197,16 @@ final class NNKernelTests: XCTestCase {
         XCTAssertTrue(y[3].isNaN)
         Activation.reluBackward([1, 1, 1, 1], y, 4, &dx)
         XCTAssertEqual(dx, [0, 0, 1, 0])
+        // 16-lane bodies with tails
+        for count in [16, 33, 100] {
+            let x = random(count, seed: UInt64(count)), g = random(count, seed: 9)
+            var y = [Float](repeating: 0, count: count), dx = y
+            Activation.reluForward(x, count, &y)
+            Activation.reluBackward(g, y, count, &dx)
+            for i in 0..<count {
+                XCTAssertEqual(y[i], max(x[i], 0))
+                XCTAssertEqual(dx[i], x[i] > 0 ? g[i] : 0)
+            }
+        }
     }
 }

@@ -47,6 +47,23 @@ int32_t fnl_batchnorm_backward(const float *dy, const float *x, int64_t n, int64
                                int32_t accumulate, float *dgamma, float *dbeta, float *dx,
                                char *err, size_t err_cap);
 
+/* Batch norm with a fused epilogue: y = act(gamma (x - mean) invstd + beta + residual), act = ReLU
+ * when relu != 0 else the identity; residual (x's shape) may be NULL. Otherwise as
+ * fnl_batchnorm_forward. */
+int32_t fnl_batchnorm_act_forward(const float *x, int64_t n, int64_t c, int64_t s, const float *gamma,
+                                  const float *beta, float *running_mean, float *running_var, int32_t training,
+                                  float momentum, float eps, const float *residual, int32_t relu, float *y,
+                                  float *mean, float *invstd, char *err, size_t err_cap);
+
+/* Backward of fnl_batchnorm_act_forward: with output = the forward's y of a relu != 0 call, the
+ * gradient g = dy where output > 0 (else 0) goes through the normalization as dy does in
+ * fnl_batchnorm_backward, and masked_grad (if given; needs output; not dx) receives g, the
+ * gradient of the residual. output == NULL: exactly fnl_batchnorm_backward. */
+int32_t fnl_batchnorm_act_backward(const float *dy, const float *x, const float *output, int64_t n, int64_t c,
+                                   int64_t s, const float *gamma, const float *mean, const float *invstd,
+                                   int32_t training, int32_t accumulate, float *dgamma, float *dbeta, float *dx,
+                                   float *masked_grad, char *err, size_t err_cap);
+
 /* Max pooling of x (n, c, h, w) into y (n, c, oh, ow), with idx the flat argmax (row * w + col)
  * inside each input plane. Kernel (kh, kw), stride (sh, sw), padding (ph, pw) <= kernel / 2. */
 int32_t fnl_maxpool2d_forward(const float *x, int64_t n, int64_t c, int64_t h, int64_t w, int64_t kh,

@@ -67,4 +67,33 @@ enum Reduce {
         }
         return (s0, s1)
     }
+
+    /// (sum_i g[i], sum_i g[i] * (b[i] - c)) with g[i] = a[i] where mask[i] > 0, else 0.
+    static func maskedSumAndCenteredDot(_ a: UnsafePointer<Float>, _ mask: UnsafePointer<Float>,
+                                        _ b: UnsafePointer<Float>, _ count: Int, _ c: Float) -> (Double, Double) {
+        var s0 = 0.0, s1 = 0.0
+        var start = 0
+        let cv = SIMD16<Float>(repeating: c), zero = SIMD16<Float>(repeating: 0)
+        while start < count {
+            let end = min(count, start + 4096)
+            var acc0 = SIMD16<Float>(repeating: 0), acc1 = SIMD16<Float>(repeating: 0)
+            var i = start
+            while i + 16 <= end {
+                let va = zero.replacing(with: NNLanes.load(a + i), where: NNLanes.load(mask + i) .> 0)
+                let vb = NNLanes.load(b + i) - cv
+                acc0 += va
+                acc1 += va * vb
+                i += 16
+            }
+            var t0 = Double(acc0.sum()), t1 = Double(acc1.sum())
+            while i < end {
+                if mask[i] > 0 { t0 += Double(a[i]); t1 += Double(a[i]) * Double(b[i] - c) }
+                i += 1
+            }
+            s0 += t0
+            s1 += t1
+            start = end
+        }
+        return (s0, s1)
+    }
 }

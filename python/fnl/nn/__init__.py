@@ -10,7 +10,7 @@ from .container import Sequential
 from .conv import Conv2d, FactorizedConv2d
 from .linear import FactorizedLinear, Linear
 from .loss import CrossEntropyLoss
-from .module import Module, enable_grad, no_grad
+from .module import Module, enable_grad, memory_pool, no_grad
 from .parameter import FactorGroup, Parameter
 from .pooling import AvgPool2d, GlobalAvgPool2d, MaxPool2d
 from .residual import BasicBlock, PadShortcut
@@ -37,5 +37,6 @@ __all__ = [
     "ReLU",
     "Sequential",
     "enable_grad",
+    "memory_pool",
     "no_grad",
 ]

@@ -36,21 +36,42 @@ class _BatchNorm(Module):
         self.running_var = np.ones(num_features, np.float32)
 
     def forward(self, x):
+        return self.forward_act(x)
+
+    def forward_act(self, x, residual=None, relu: bool = False):
+        """Batch norm with a fused epilogue, one pass over the data:
+        y = act(weight xhat + bias + residual), act = ReLU when ``relu`` else the identity;
+        ``residual`` (None or x's shape) is added before the activation (the residual block's
+        relu(bn(conv(h)) + shortcut)). ``backward_act`` differentiates the whole expression."""
         name = type(self).__name__
         x = as_float32(x, f"fnl.nn.{name}", self._ndims)
         if x.shape[1] != self.num_features:
             raise ValueError(f"[fnl.nn.{name}] input must have {self.num_features} channels {self._layout}, got shape {x.shape}")
+        relu = bool(relu)
         y, mean, invstd = _native.batchnorm_forward(x, self.weight.data, self.bias.data, self.running_mean,
-                                                    self.running_var, self.training, self.momentum, self.eps)
-        self._save(x, mean, invstd, self.training)
+                                                    self.running_var, self.training, self.momentum, self.eps,
+                                                    residual, relu)
+        self._save(x, mean, invstd, self.training, y if relu else None, residual is not None)
         return y
 
     def backward(self, grad):
+        """The input gradient (after a forward or a ``forward_act`` without residual)."""
+        return self.backward_act(grad)[0]
+
+    def backward_act(self, grad):
+        """(dx, dresidual) of the last ``forward_act``: the gradient g = grad (masked by
+        y > 0 when the ReLU was fused) goes through the normalization to give dx, and is
+        itself dresidual (None when no residual was added). Accumulates the weight and bias
+        gradients."""
         name = type(self).__name__
-        x, mean, invstd, training = self._take(name)
+        x, mean, invstd, training, y, has_residual = self._take(name)
         g = as_float32(grad, f"fnl.nn.{name}.backward")
+        if has_residual and y is None:
+            dx, _ = _native.batchnorm_backward(g, x, self.weight.data, mean, invstd, training, self.weight.grad,
+                                               self.bias.grad, True, None, False)
+            return dx, g
         return _native.batchnorm_backward(g, x, self.weight.data, mean, invstd, training, self.weight.grad,
-                                          self.bias.grad, True)
+                                          self.bias.grad, True, y, has_residual)
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps:g}, momentum={self.momentum:g}"

@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import threading
 from typing import Tuple, Union
 
 import numpy as np
@@ -19,6 +20,18 @@ from .parameter import Parameter
 from .. import conv as _conv
 
 IntPair = Union[int, Tuple[int, int]]
+
+_local = threading.local()
+
+
+def _workspace() -> "_conv.ConvWorkspace":
+    """The convolution workspace of the calling thread, shared by every conv layer: it grows
+    to the largest layer's need once, after which training steps allocate no lowering
+    scratch. One per thread, as a workspace must not serve two calls at the same time."""
+    ws = getattr(_local, "workspace", None)
+    if ws is None:
+        ws = _local.workspace = _conv.ConvWorkspace()
+    return ws
 
 
 def _pair(v, name: str, where: str, lo: int) -> Tuple[int, int]:
@@ -76,14 +89,15 @@ class Conv2d(_ConvBase):
 
     def forward(self, x):
         x = self._input(x, "Conv2d")
-        y = _conv.conv2d(x, self.weight.data, self.stride, self.padding, self.dilation, self._bias())
+        y = _conv.conv2d(x, self.weight.data, self.stride, self.padding, self.dilation, self._bias(),
+                         workspace=_workspace())
         self._save(x)
         return y
 
     def backward(self, grad):
         (x,) = self._take("Conv2d")
         g = _conv.conv2d_backward(as_float32(grad, "fnl.nn.Conv2d.backward", (4,)), x, self.weight.data,
-                                  self.stride, self.padding, self.dilation, self._bias())
+                                  self.stride, self.padding, self.dilation, self._bias(), _workspace())
         self.weight.grad += g["K"]
         if self.bias is not None:
             self.bias.grad += g["bias"]
@@ -161,16 +175,23 @@ class FactorizedConv2d(FactorizedMixin, _ConvBase):
 
     def forward(self, x):
         x = self._input(x, "FactorizedConv2d")
-        y = _conv.lowrank_conv2d(x, self.U.data, self.V.data, self.kernel_size, self.stride, self.padding,
-                                 self.dilation, self._bias(), self._middle_data())
-        self._save(x)
+        args = (x, self.U.data, self.V.data, self.kernel_size, self.stride, self.padding, self.dilation,
+                self._bias(), self._middle_data())
+        if self._keep():
+            # Keep the 1 x kw stage's output z (r, N, H, W_out): backward then skips recomputing it.
+            y, z = _conv.lowrank_conv2d_forward(*args, workspace=_workspace())
+            self._saved = (x, z)
+        else:
+            y = _conv.lowrank_conv2d(*args, workspace=_workspace())
+            self._saved = None
         return y
 
     def backward(self, grad):
-        (x,) = self._take("FactorizedConv2d")
+        x, z = self._take("FactorizedConv2d")
         g = _conv.lowrank_conv2d_backward(as_float32(grad, "fnl.nn.FactorizedConv2d.backward", (4,)), x,
                                           self.U.data, self.V.data, self.kernel_size, self.stride, self.padding,
-                                          self.dilation, self._bias(), self._middle_data())
+                                          self.dilation, self._bias(), self._middle_data(), _workspace(),
+                                          intermediate=z)
         self.U.grad += g["U"]
         self.V.grad += g["V"]
         for m, gm in zip(self.middle, g.get("middle") or []):

@@ -3,6 +3,11 @@
 Shortcuts: the identity when shapes match; otherwise "projection" (a 1x1 strided conv + batch
 norm, option B) or "pad" (option A of the CIFAR ResNets: subsample by the stride and pad the
 new channels with zeros, parameter-free, as in the code the paper used).
+
+Execution: relu(bn1(.)) runs as one fused engine pass, and relu(bn2(.) + shortcut) as another
+(BatchNorm2d.forward_act), with the backward differentiating both in one pass each; the
+modules relu1/relu2 stay in the tree (state dicts and reprs are unchanged). A block whose
+bn/relu submodules were replaced by other classes runs them one by one instead.
 """
 from __future__ import annotations
 
@@ -68,13 +73,30 @@ class BasicBlock(Module):
             self.shortcut = None
         self.relu2 = ReLU()
 
+    def _fusable(self) -> bool:
+        return (type(self.bn1) is BatchNorm2d and type(self.bn2) is BatchNorm2d and type(self.relu1) is ReLU
+                and type(self.relu2) is ReLU)
+
     def forward(self, x):
-        out = self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x)))))
-        out += x if self.shortcut is None else self.shortcut(x)
-        return self.relu2(out)
+        if not self._fusable():  # submodules replaced by the user: run them one by one
+            self._fused = False
+            out = self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x)))))
+            out += x if self.shortcut is None else self.shortcut(x)
+            return self.relu2(out)
+        # Fused: relu(bn1(.)) in one engine pass, and relu(bn2(.) + shortcut) in another.
+        self._fused = True
+        x = as_float32(x, "fnl.nn.BasicBlock", (4,))
+        h = self.bn1.forward_act(self.conv1(x), relu=True)
+        sc = x if self.shortcut is None else self.shortcut(x)
+        return self.bn2.forward_act(self.conv2(h), residual=sc, relu=True)
 
     def backward(self, grad):
-        g = self.relu2.backward(grad)
-        gx = self.conv1.backward(self.bn1.backward(self.relu1.backward(self.conv2.backward(self.bn2.backward(g)))))
+        if not getattr(self, "_fused", False):
+            g = self.relu2.backward(grad)
+            gx = self.conv1.backward(self.bn1.backward(self.relu1.backward(self.conv2.backward(self.bn2.backward(g)))))
+            gx += g if self.shortcut is None else self.shortcut.backward(g)
+            return gx
+        dh, g = self.bn2.backward_act(grad)
+        gx = self.conv1.backward(self.bn1.backward_act(self.conv2.backward(dh))[0])
         gx += g if self.shortcut is None else self.shortcut.backward(g)
         return gx
