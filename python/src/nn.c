@@ -121,63 +121,30 @@ fail:
 /* ---- low-rank linear ---- */
 
 typedef struct {
-    PyArrayObject *U, *V, *mid[NN_MAX_DEPTH];
-    const float *midp[NN_MAX_DEPTH];
-    int depth;
-    int64_t ranks[NN_MAX_DEPTH + 1];
+    PyArrayObject *U, *V;
+    fnl_middle_t mid;
 } lr_t;
 
 static void lr_free(lr_t *c) {
     Py_XDECREF(c->U);
     Py_XDECREF(c->V);
-    for (int j = 0; j < c->depth; j++) Py_XDECREF(c->mid[j]);
+    fnl_middle_free(&c->mid);
 }
 
-/* U (n_out x r_0), middle list, V (n_in x r_d). */
+/* U (n_out x r_0), middle list (parsed from a snapshot: see fnl_parse_middle), V (n_in x r_d). */
 static int lr_parse(const char *fn, PyObject *U, PyObject *V, PyObject *middle, lr_t *c) {
-    char s1[128];
-    memset(c, 0, sizeof *c);
+    c->U = c->V = NULL;
+    c->mid.seq = NULL;
+    c->mid.depth = 0;
     if (!(c->U = fnl_as_input(U, fn, "U", 2, 2))) return -1;
     if (!(c->V = fnl_as_input(V, fn, "V", 2, 2))) return -1;
-    c->ranks[0] = PyArray_DIM(c->U, 1);
-    if (middle != Py_None) {
-        if (!PyList_Check(middle) && !PyTuple_Check(middle)) {
-            PyErr_Format(PyExc_TypeError, "[%s] middle must be None or a list of matrices, got %.100s", fn,
-                         Py_TYPE(middle)->tp_name);
-            return -1;
-        }
-        Py_ssize_t d = PySequence_Fast_GET_SIZE(middle);
-        if (d > NN_MAX_DEPTH) {
-            PyErr_Format(PyExc_ValueError, "[%s] middle must hold at most %d matrices, got %zd", fn, NN_MAX_DEPTH, d);
-            return -1;
-        }
-        for (Py_ssize_t j = 0; j < d; j++) {
-            char name[32];
-            snprintf(name, sizeof name, "middle[%d]", (int)j);
-            PyArrayObject *a = fnl_as_input(PySequence_Fast_GET_ITEM(middle, j), fn, name, 2, 2);
-            if (!a) return -1;
-            c->mid[c->depth++] = a;
-            c->midp[j] = (const float *)PyArray_DATA(a);
-            if (PyArray_DIM(a, 0) != c->ranks[j]) {
-                PyErr_Format(PyExc_ValueError, "[%s] %s must have %lld rows (the columns of the factor before it), got shape %s",
-                             fn, name, (long long)c->ranks[j], fnl_shape_str(a, s1, sizeof s1));
-                return -1;
-            }
-            c->ranks[j + 1] = PyArray_DIM(a, 1);
-        }
-    }
-    if (PyArray_DIM(c->V, 1) != c->ranks[c->depth]) {
-        PyErr_Format(PyExc_ValueError, "[%s] V must have %lld columns (%s), got shape %s", fn,
-                     (long long)c->ranks[c->depth], c->depth ? "the columns of the last middle matrix" : "the columns of U",
-                     fnl_shape_str(c->V, s1, sizeof s1));
-        return -1;
-    }
-    return 0;
+    c->mid.ranks[0] = PyArray_DIM(c->U, 1);
+    return fnl_parse_middle(middle, c->V, fn, 2, 1, &c->mid);
 }
 
 static double lr_work(const lr_t *c, npy_intp n) {
-    double w = (double)PyArray_DIM(c->U, 0) * c->ranks[0] + (double)PyArray_DIM(c->V, 0) * c->ranks[c->depth];
-    for (int j = 0; j < c->depth; j++) w += (double)c->ranks[j] * c->ranks[j + 1];
+    double w = (double)PyArray_DIM(c->U, 0) * c->mid.ranks[0] + (double)PyArray_DIM(c->V, 0) * c->mid.ranks[c->mid.depth];
+    for (int j = 0; j < c->mid.depth; j++) w += (double)c->mid.ranks[j] * c->mid.ranks[j + 1];
     return w * n;
 }
 
@@ -204,7 +171,7 @@ static PyObject *lowrank_linear_forward(PyObject *self, PyObject *const *args, P
     char err[FNL_ERR_CAP] = "";
     int32_t status;
     FNL_ENGINE_CALL(lr_work(&c, n),
-        status = fnl_lowrank_linear_forward(fdata(x), n, nin, nout, c.depth, c.ranks, fdata(c.U), fdata(c.V), c.midp,
+        status = fnl_lowrank_linear_forward(fdata(x), n, nin, nout, c.mid.depth, c.mid.ranks, fdata(c.U), fdata(c.V), c.mid.data,
                                             fdata(b), (float *)PyArray_DATA(y), err, sizeof err));
     if (fnl_raise_status(status, fn, err) < 0) goto fail;
     lr_free(&c); Py_DECREF(x); Py_XDECREF(b);
@@ -241,16 +208,16 @@ static PyObject *lowrank_linear_backward(PyObject *self, PyObject *const *args, 
     if (fnl_check_inplace(args[5], fn, "U.grad", 2, PyArray_DIMS(c.U)) < 0) goto fail;
     if (fnl_check_inplace(args[6], fn, "V.grad", 2, PyArray_DIMS(c.V)) < 0) goto fail;
     PyObject *gm = args[7];
-    if (c.depth > 0) {
-        if ((!PyList_Check(gm) && !PyTuple_Check(gm)) || PySequence_Fast_GET_SIZE(gm) != c.depth) {
-            PyErr_Format(PyExc_ValueError, "[%s] the middle gradients must be a list of %d arrays", fn, c.depth);
+    if (c.mid.depth > 0) {
+        if ((!PyList_Check(gm) && !PyTuple_Check(gm)) || PySequence_Fast_GET_SIZE(gm) != c.mid.depth) {
+            PyErr_Format(PyExc_ValueError, "[%s] the middle gradients must be a list of %d arrays", fn, c.mid.depth);
             goto fail;
         }
-        for (int j = 0; j < c.depth; j++) {
+        for (int j = 0; j < c.mid.depth; j++) {
             char name[40];
             snprintf(name, sizeof name, "middle[%d].grad", j);
             PyObject *g = PySequence_Fast_GET_ITEM(gm, j);
-            if (fnl_check_inplace(g, fn, name, 2, PyArray_DIMS(c.mid[j])) < 0) goto fail;
+            if (fnl_check_inplace(g, fn, name, 2, PyArray_DIMS(c.mid.arr[j])) < 0) goto fail;
             gmid[j] = (float *)PyArray_DATA((PyArrayObject *)g);
         }
     }
@@ -263,9 +230,9 @@ static PyObject *lowrank_linear_backward(PyObject *self, PyObject *const *args, 
     char err[FNL_ERR_CAP] = "";
     int32_t status;
     FNL_ENGINE_CALL(3.0 * lr_work(&c, n),
-        status = fnl_lowrank_linear_backward(fdata(dy), fdata(x), n, nin, nout, c.depth, c.ranks, fdata(c.U),
-                                             fdata(c.V), c.midp, 1, fbuf(args[5]), fbuf(args[6]),
-                                             c.depth ? gmid : NULL, fbuf(args[8]),
+        status = fnl_lowrank_linear_backward(fdata(dy), fdata(x), n, nin, nout, c.mid.depth, c.mid.ranks, fdata(c.U),
+                                             fdata(c.V), c.mid.data, 1, fbuf(args[5]), fbuf(args[6]),
+                                             c.mid.depth ? gmid : NULL, fbuf(args[8]),
                                              dx ? (float *)PyArray_DATA(dx) : NULL, err, sizeof err));
     if (fnl_raise_status(status, fn, err) < 0) goto fail;
     lr_free(&c); Py_DECREF(dy); Py_DECREF(x);
