@@ -8,11 +8,7 @@ private func lowRankChain(_ n: Int64, _ nIn: Int64, _ nOut: Int64, _ depth: Int6
     let d = try size(depth, "depth")
     try require(d <= 64, "depth must be in 0..64, got \(d)")
     let ranks = try nonNull(ranks, "ranks")
-    var mids: [UnsafePointer<Float>] = []
-    if d > 0 {
-        let middle = try nonNull(middle, "middle")
-        for j in 0..<d { mids.append(try nonNull(middle[j], "middle[\(j)]")) }
-    }
+    let mids = try pointerList(middle, d, "middle")
     var rs: [Int] = []
     for j in 0...d { rs.append(try size(ranks[j], "ranks[\(j)]")) }
     return try LinearLayer.Chain(n: try size(n, "n"), nIn: try size(nIn, "n_in"), nOut: try size(nOut, "n_out"),
@@ -67,11 +63,7 @@ public func fnl_lowrank_linear_backward(_ dy: UnsafePointer<Float>?, _ x: Unsafe
                                         _ err: UnsafeMutablePointer<CChar>?, _ cap: Int) -> Int32 {
     abiCall(err, cap) {
         let c = try lowRankChain(n, nIn, nOut, depth, ranks, u, v, middle)
-        var dms: [UnsafeMutablePointer<Float>] = []
-        if c.middle.count > 0 {
-            let dmiddle = try nonNull(dmiddle, "dmiddle")
-            for j in 0..<c.middle.count { dms.append(try nonNull(dmiddle[j], "dmiddle[\(j)]")) }
-        }
+        let dms = try pointerList(dmiddle, c.middle.count, "dmiddle")
         try LinearLayer.lowRankBackward(try nonNull(dy, "dy"), try nonNull(x, "x"), c, accumulate: accumulate != 0,
                                         du: try nonNull(du, "dU"), dv: try nonNull(dv, "dV"), dMiddle: dms,
                                         db: db, dx: dx)

@@ -9,7 +9,6 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#define NN_MAX_DEPTH 64
 
 /* An optional input: None -> NULL with *ok = 1. */
 static PyArrayObject *opt_input(PyObject *obj, const char *fn, const char *arg, int min_nd, int max_nd, int *ok) {
@@ -188,7 +187,7 @@ static PyObject *lowrank_linear_backward(PyObject *self, PyObject *const *args, 
     lr_t c;
     if (fnl_check_nargs(nargs, 10, fn) < 0) return NULL;
     PyArrayObject *dy = NULL, *x = NULL, *dx = NULL;
-    float *gmid[NN_MAX_DEPTH];
+    float *gmid[FNL_MAX_DEPTH];
     int need_dx = PyObject_IsTrue(args[9]);
     if (need_dx < 0) return NULL;
     if (lr_parse(fn, args[2], args[3], args[4], &c) < 0) goto fail;
@@ -341,14 +340,20 @@ fail:
 /* ---- pooling ---- */
 
 /* Parses the 8 ints kh, kw, sh, sw, ph, pw, oh, ow starting at args[first]. */
-static int parse_pool(PyObject *const *args, int first, const char *fn, long long g[8]) {
+/* Parses `count` pooling geometry ints from args[first]: kernel_size, stride, padding (6), then
+ * the output height and width (count 8). */
+static int parse_pool_n(PyObject *const *args, int first, const char *fn, int count, long long *g) {
     static const char *names[8] = {"kernel_size[0]", "kernel_size[1]", "stride[0]", "stride[1]",
                                    "padding[0]", "padding[1]", "output height", "output width"};
-    for (int i = 0; i < 8; i++) {
+    for (int i = 0; i < count; i++) {
         long long lo = (i == 4 || i == 5) ? 0 : 1;
         if (fnl_parse_int(args[first + i], fn, names[i], lo, INT32_MAX, &g[i]) < 0) return -1;
     }
     return 0;
+}
+
+static int parse_pool(PyObject *const *args, int first, const char *fn, long long g[8]) {
+    return parse_pool_n(args, first, fn, 8, g);
 }
 
 static PyObject *maxpool2d_forward(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
@@ -443,9 +448,7 @@ static PyObject *avgpool2d_backward(PyObject *self, PyObject *const *args, Py_ss
     if (fnl_check_nargs(nargs, 10, fn) < 0 || fnl_parse_int(args[1], fn, "h", 1, INT32_MAX, &h) < 0 ||
         fnl_parse_int(args[2], fn, "w", 1, INT32_MAX, &w) < 0)
         return NULL;
-    static const char *names[6] = {"kernel_size[0]", "kernel_size[1]", "stride[0]", "stride[1]", "padding[0]", "padding[1]"};
-    for (int i = 0; i < 6; i++)
-        if (fnl_parse_int(args[3 + i], fn, names[i], i >= 4 ? 0 : 1, INT32_MAX, &g[i]) < 0) return NULL;
+    if (parse_pool_n(args, 3, fn, 6, g) < 0) return NULL;
     int include = PyObject_IsTrue(args[9]);
     if (include < 0) return NULL;
     PyArrayObject *dy = fnl_as_input(args[0], fn, "grad", 4, 4), *dx = NULL;
