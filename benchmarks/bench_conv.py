@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
-import time
 
 import numpy as np
+
+from measure import best_time, engine_sgemm_seconds
 
 SHAPES = [(128, 16, 32), (128, 64, 8), (128, 64, 16), (64, 64, 32)]  # (N, C, H=W)
 SCALES = [(0.1, "0.1"), (1.0 / 3.0, "1/3")]
@@ -40,19 +40,6 @@ K = 3
 
 def rank_for(scale: float, c_out: int, kh: int = K) -> int:
     return max(1, int(round(scale * c_out * kh)))
-
-
-def best_time(fn, repeat: int, warmup: int = 2) -> float:
-    """Best wall time of `repeat` calls after `warmup` calls (the machine may be shared:
-    the minimum is the least disturbed measurement)."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.min(times))
 
 
 def make_data(n, c, h, r, seed=0):
@@ -142,15 +129,6 @@ def shapes(quick: bool):
     return SHAPES[:2] if quick else SHAPES
 
 
-def sgemm_time(fnl, repeat: int) -> float:
-    """Best time of one 2048^3 sgemm inside the engine (fnl.compose of rank-2048 factors)."""
-    n = 2048
-    rng = np.random.default_rng(1)
-    U = rng.standard_normal((n, n)).astype(np.float32)
-    V = rng.standard_normal((n, n)).astype(np.float32)
-    return best_time(lambda: fnl.compose(U, V), max(3, repeat // 2))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=7)
@@ -166,7 +144,6 @@ def main() -> None:
 
     worker, torch_note = (None, "--no-torch") if args.no_torch else start_torch(args.threads, args.repeat)
 
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
     import fnl
     from fnl import conv as fconv
 
@@ -190,7 +167,7 @@ def main() -> None:
     # Several rounds over the table, each implementation measured right after the others for
     # the same row; the best of all rounds is kept (robust to a machine shared with other work).
     for _ in range(args.rounds):
-        peak_t = sgemm_time(fnl, args.repeat)
+        peak_t = engine_sgemm_seconds(fnl, max(3, args.repeat // 2))
         keep("peak", peak_t)
         for i, cfg in enumerate(configs):
             x, U, V, g, Kd = cfg["data"]

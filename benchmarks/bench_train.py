@@ -40,24 +40,11 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "python"))
+from measure import best_time, engine_sgemm_seconds
 
-
-def best_time(fn, repeat: int, warmup: int = 2) -> float:
-    """Best wall time of `repeat` calls after `warmup` calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.min(times))
 
 
 def build_fnl(kind: str, seed: int = 0):
@@ -93,14 +80,6 @@ def fnl_step_fn(kind: str, n: int):
         opt.step()
 
     return step
-
-
-def sgemm_seconds_fnl(fnl, repeat: int) -> float:
-    n = 2048
-    rng = np.random.default_rng(1)
-    U = rng.standard_normal((n, n)).astype(np.float32)
-    V = rng.standard_normal((n, n)).astype(np.float32)
-    return best_time(lambda: fnl.compose(U, V), repeat, warmup=1)
 
 
 # ---------------------------------------------------------------- torch (worker process)
@@ -302,7 +281,7 @@ def main() -> None:
             best[key] = min(best.get(key, float("inf")), value)
 
         for _ in range(args.rounds):
-            keep(("fnl", "sgemm"), sgemm_seconds_fnl(fnl, 3))
+            keep(("fnl", "sgemm"), engine_sgemm_seconds(fnl, 3, warmup=1))
             if worker:
                 keep(("torch", "sgemm"), worker.time("sgemm"))
             for k in kinds:
