@@ -3,7 +3,7 @@ import XCTest
 
 final class ConvDenseTests: XCTestCase {
     /// Forward and backward against the float64 direct convolution, for one chunk, chunks of
-    /// one image and uneven chunks; 1 and 2 threads.
+    /// one image and uneven chunks; 1, 2 and 3 threads (the batch split over 1..3 workers).
     func testAgainstDirectConvolution() throws {
         var rng = ConvRandom(10)
         defer { try? Threads.set(Threads.available) }
@@ -13,10 +13,11 @@ final class ConvDenseTests: XCTestCase {
             var yb = naiveConv(x, k, g)
             for i in 0..<yb.count { yb[i] += Double(bias[(i / g.outPlane) % g.cOut]) }
             let (dxR, dkR, dbR) = naiveConvBackward(gy, x, k, g)
-            for threads in [1, 2] {
+            for threads in [1, 2, 3] {
                 try Threads.set(threads)
                 for chunk in [0, 1, 2, 3] {
                     let p = try DenseConv.Plan(g, chunkImages: chunk)
+                    XCTAssertEqual(p.split.workers, min(threads, g.batch))
                     var y = [Float](repeating: .nan, count: g.outputCount)
                     try DenseConv.forward(p, x: x, kernel: k, bias: bias, y: &y)
                     assertClose(y, yb, 1e-5, "y \(g) chunk \(chunk)")

@@ -69,8 +69,9 @@ final class ConvLowRankTests: XCTestCase {
                 let (dxR, dkR, dbR) = naiveConvBackward(gy, x, k, g)
                 var results: [[Float]] = []
                 for path in [LowRankConv.Path.fused, .compose] {
-                    for chunk in [0, 1] {
-                        let p = try LowRankConv.Plan(g, ranks: ranks, path: path, chunkImages: chunk)
+                    for (chunk, workers) in [(0, 1), (1, 1), (0, 2), (1, 3)] {
+                        let p = try LowRankConv.Plan(g, ranks: ranks, path: path, chunkImages: chunk, workers: workers)
+                        XCTAssertEqual(p.batchSplit.workers, min(workers, g.batch))
                         XCTAssertEqual(p.rank, ranks.min())
                         let r = try run(p, f, x, bias, gy, saved: path == .fused && chunk == 1)
                         assertClose(r.y, yR, 2e-5, "y \(path) \(g) \(ranks)")

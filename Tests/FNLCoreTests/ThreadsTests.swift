@@ -1,4 +1,5 @@
 import XCTest
+import Foundation
 import Synchronization
 @testable import FNLCore
 
@@ -40,5 +41,51 @@ final class ThreadsTests: XCTestCase {
         var order: [Int] = []
         Threads.parallelFor(5, work: 10) { order.append($0) }
         XCTAssertEqual(order, [0, 1, 2, 3, 4])
+    }
+
+    /// A parallel loop inside a parallel loop runs serially on the calling worker and still
+    /// visits every chunk once.
+    func testNestedLoopsComplete() throws {
+        try Threads.set(2)
+        let total = Atomic<Int>(0)
+        Threads.parallelFor(4, work: .max, minimumWork: 0) { _ in
+            Threads.parallelFor(100, work: .max, minimumWork: 0) { c in total.wrappingAdd(c, ordering: .relaxed) }
+        }
+        XCTAssertEqual(total.load(ordering: .relaxed), 4 * 4950)
+    }
+
+    /// Loops started from several threads at once (the pool runs one, the others run
+    /// serially on their own threads) all complete with the right results.
+    func testConcurrentCallersComplete() throws {
+        try Threads.set(2)
+        let callers = 4, rounds = 300
+        nonisolated(unsafe) let sums = UnsafeMutablePointer<Int>.allocate(capacity: callers)
+        sums.initialize(repeating: 0, count: callers)
+        defer { sums.deallocate() }
+        let done = DispatchGroup()
+        for t in 0..<callers {
+            done.enter()
+            Thread {
+                let local = Atomic<Int>(0)
+                for _ in 0..<rounds {
+                    Threads.parallelFor(16, work: .max, minimumWork: 0) { c in local.wrappingAdd(c + 1, ordering: .relaxed) }
+                }
+                sums[t] = local.load(ordering: .relaxed)
+                done.leave()
+            }.start()
+        }
+        XCTAssertEqual(done.wait(timeout: .now() + 60), .success)
+        for t in 0..<callers { XCTAssertEqual(sums[t], rounds * 136) }
+    }
+
+    /// More workers than cores, and growing the pool between jobs.
+    func testWorkerCountsAboveTheCoreCount() throws {
+        for n in [3, 8, 2, 5] {
+            let hits = UnsafeMutablePointer<Int>.allocate(capacity: n)
+            hits.initialize(repeating: 0, count: n)
+            Threads.run(workers: n) { w in hits[w] += 1 }
+            XCTAssertEqual(Array(UnsafeBufferPointer(start: hits, count: n)), [Int](repeating: 1, count: n))
+            hits.deallocate()
+        }
     }
 }

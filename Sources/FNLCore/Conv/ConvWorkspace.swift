@@ -6,11 +6,11 @@ public enum ConvWorkspace {
     /// Each part starts on a 64-byte boundary relative to the buffer start.
     static let alignment = 16
 
-    /// Floats of scratch per chunk the chunking aims at: 1 MiB per thread, so that a chunk's
-    /// lowered matrices stay in the per-core L2 caches between the lowering and the products
-    /// (measured on the 2-core EPYC: chunks of 8-16 MiB were 1.5-3x slower single-threaded),
-    /// while chunks stay large enough for efficient sgemm and few thread synchronizations.
-    public static var targetChunkFloats: Int { (1 << 18) * Threads.count }
+    /// Floats of scratch per chunk the chunking aims at (per worker, `BatchSplit`): 1 MiB, so
+    /// that a chunk's lowered matrices stay in the core's L2 cache between the lowering and
+    /// the products (measured on the 2-core EPYC: chunks of 8-16 MiB were 1.5-3x slower
+    /// single-threaded), while chunks stay large enough for efficient sgemm.
+    public static let targetChunkFloats = 1 << 18
 
     /// The number of images per chunk for `perImage` floats of scratch per image: about
     /// `targetChunkFloats` worth, at least 1, at most `batch`, balanced so that the chunks

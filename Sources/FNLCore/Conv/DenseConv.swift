@@ -19,30 +19,34 @@ import Darwin
 public enum DenseConv {
     public struct Plan {
         public let geometry: ConvGeometry
-        /// Images per chunk.
-        public let chunk: Int
+        /// The batch over the threads and images per chunk.
+        public let split: BatchSplit
         public let lowering: Lowering
 
-        public init(_ g: ConvGeometry, chunkImages: Int = 0) throws {
+        public init(_ g: ConvGeometry, chunkImages: Int = 0, workers: Int = Threads.count) throws {
             geometry = g
             lowering = Lowering(rows: g.h, cols: g.w, channels: g.cIn, channelStride: g.inPlane,
                                 imageStride: g.cIn * g.inPlane, rowStrideChannel: g.kh * g.kw, rowStrideTap: 1)
             let rowsL = lowering.rowCount
             let perImage = ConvWorkspace.saturatingSumOfProducts([[rowsL, g.outPlane], [g.cOut, g.outPlane]])
-            chunk = ConvWorkspace.chunk(batch: g.batch, perImage: perImage, forced: chunkImages)
-            ld = ConvWorkspace.leadingDimension(ConvWorkspace.saturatingSumOfProducts([[chunk, g.outPlane]]))
+            split = BatchSplit(batch: g.batch, perImage: perImage, forcedChunk: chunkImages, workers: workers)
+            ld = ConvWorkspace.leadingDimension(ConvWorkspace.saturatingSumOfProducts([[split.chunk, g.outPlane]]))
             try Dimensions.checkMatrix(rowsL, ld, "the lowered input")
             try Dimensions.checkMatrix(g.cOut, ld, "the output of a chunk")
         }
 
+        /// Images per chunk.
+        public var chunk: Int { split.chunk }
         /// Leading dimension of the channel-major chunk matrices.
         public let ld: Int
         var columns: Int { ld }
-        /// Floats of workspace of the forward pass: lowered input, channel-major output.
-        public var forwardCounts: [Int] { [lowering.rowCount * columns, geometry.cOut * columns] }
-        /// Floats of workspace of the backward pass: lowered input (reused for its
-        /// gradient), channel-major output gradient.
-        public var backwardCounts: [Int] { [lowering.rowCount * columns, geometry.cOut * columns] }
+        /// Floats of workspace of one worker: lowered input (reused for its gradient in the
+        /// backward pass), channel-major output (or output gradient).
+        var workerCounts: [Int] { [lowering.rowCount * columns, geometry.cOut * columns] }
+        /// Floats of workspace of the forward pass (all workers).
+        public var forwardCounts: [Int] { split.replicate(workerCounts) }
+        /// Floats of workspace of the backward pass (all workers).
+        public var backwardCounts: [Int] { split.replicate(workerCounts) }
         public var forwardWorkspace: Int { (try? ConvWorkspace.total(forwardCounts)) ?? Int.max }
         public var backwardWorkspace: Int { (try? ConvWorkspace.total(backwardCounts)) ?? Int.max }
     }
@@ -55,11 +59,9 @@ public enum DenseConv {
         let g = p.geometry
         try ConvWorkspace.with(p.forwardCounts, external: workspace, externalCount: workspaceCount,
                                "the conv2d forward pass") { s in
-            let (cols, ycm) = (s[0], s[1])
             let rowsL = p.lowering.rowCount
-            var n0 = 0
-            while n0 < g.batch {
-                let nb = min(p.chunk, g.batch - n0)
+            p.split.run { w, n0, nb in
+                let (cols, ycm) = (s[2 * w], s[2 * w + 1])
                 let n = nb * g.outPlane, ld = p.ld
                 let xc = x + n0 * g.cIn * g.inPlane
                 var lowered = UnsafePointer(cols), ldl = ld
@@ -71,7 +73,6 @@ public enum DenseConv {
                 Blas.gemm(false, false, g.cOut, n, rowsL, 1, k, rowsL, lowered, ldl, 0, ycm, ld)
                 BatchLayout.scatter(ycm, ld: ld, channels: g.cOut, plane: g.outPlane, images: nb, bias: bias,
                                     into: y + n0 * g.cOut * g.outPlane)
-                n0 += nb
             }
         }
     }
@@ -85,57 +86,67 @@ public enum DenseConv {
         let g = p.geometry
         try ConvWorkspace.with(p.backwardCounts, external: workspace, externalCount: workspaceCount,
                                "the conv2d backward pass") { s in
-            let (cols, gcm) = (s[0], s[1])
-            let rowsL = p.lowering.rowCount
-            try withDoubleScratch(BiasAccumulator.scratchCount(channels: g.cOut, chunk: p.chunk),
+            let rowsL = p.lowering.rowCount, split = p.split
+            let kernelCount = g.cOut * rowsL
+            try withScratch(max(split.workers - 1, 1) * kernelCount, "the kernel gradient partial sums") { partials in
+            try withDoubleScratch(BiasAccumulator.scratchCount(channels: g.cOut, split: split),
                                   enabled: dbias != nil, "the bias gradient") { sums in
-            let biasSums = BiasAccumulator(channels: g.cOut, scratch: sums)
-            var n0 = 0
-            while n0 < g.batch {
-                let nb = min(p.chunk, g.batch - n0)
+            let biasSums = BiasAccumulator(channels: g.cOut, split: split, scratch: sums)
+            split.run { w, n0, nb in
+                let (cols, gcm) = (s[2 * w], s[2 * w + 1])
+                let dkw = w == 0 ? dk : partials + (w - 1) * kernelCount
                 let n = nb * g.outPlane, ld = p.ld
                 let xc = x + n0 * g.cIn * g.inPlane
                 let dxc = dx + n0 * g.cIn * g.inPlane
-                biasSums.gather(gy + n0 * g.cOut * g.outPlane, plane: g.outPlane, images: nb, into: gcm, ld: ld)
-                let beta: Float = n0 == 0 ? 0 : 1
+                biasSums.gather(worker: w, gy + n0 * g.cOut * g.outPlane, plane: g.outPlane, images: nb, into: gcm, ld: ld)
+                let beta: Float = n0 == split.images(w).lowerBound ? 0 : 1
                 if p.lowering.isPlainView(images: nb) {
                     let ldx = p.lowering.channelStride
-                    Blas.gemm(false, true, g.cOut, rowsL, n, 1, gcm, ld, xc, ldx, beta, dk, rowsL)
+                    Blas.gemm(false, true, g.cOut, rowsL, n, 1, gcm, ld, xc, ldx, beta, dkw, rowsL)
                     Blas.gemm(true, false, rowsL, n, g.cOut, 1, k, rowsL, gcm, ld, 0, dxc, ldx)
                 } else {
                     p.lowering.lower(xc, images: nb, into: cols, ld: ld)
-                    Blas.gemm(false, true, g.cOut, rowsL, n, 1, gcm, ld, cols, ld, beta, dk, rowsL)
+                    Blas.gemm(false, true, g.cOut, rowsL, n, 1, gcm, ld, cols, ld, beta, dkw, rowsL)
                     Blas.gemm(true, false, rowsL, n, g.cOut, 1, k, rowsL, gcm, ld, 0, cols, ld)
                     p.lowering.liftAdd(cols, images: nb, ld: ld, into: dxc)
                 }
-                n0 += nb
             }
+            split.reduce(partials, count: kernelCount, into: dk)
             if let dbias { biasSums.write(dbias) }
+            }
             }
         }
     }
 }
 
 /// The bias gradient dbias[o] = sum_{n, p} G[n, o, p], accumulated in float64 chunk by chunk
-/// in a fixed order (independent of the thread count), fused with the layout change of G.
-/// `partial` holds channels * chunk doubles and `total` channels doubles (caller's scratch).
+/// per worker and then over the workers in order (a fixed order for a given thread count),
+/// fused with the layout change of G. The scratch holds, per worker, `channels` totals and
+/// `channels * chunk` per-image sums.
 struct BiasAccumulator {
     let channels: Int
-    let partial: UnsafeMutablePointer<Double>?
-    let total: UnsafeMutablePointer<Double>?
+    let stride: Int
+    let scratch: UnsafeMutablePointer<Double>?
+    let workers: Int
 
-    init(channels: Int, scratch: UnsafeMutablePointer<Double>?) {
+    init(channels: Int, split: BatchSplit, scratch: UnsafeMutablePointer<Double>?) {
         self.channels = channels
-        partial = scratch.map { $0 + channels }
-        total = scratch
-        total?.update(repeating: 0, count: channels)
+        self.scratch = scratch
+        workers = split.workers
+        stride = channels * (split.chunk + 1)
+        if let scratch {
+            for w in 0..<workers { scratch.advanced(by: w * stride).update(repeating: 0, count: channels) }
+        }
     }
 
-    /// Doubles of scratch needed for `channels` channels and chunks of `chunk` images.
-    static func scratchCount(channels: Int, chunk: Int) -> Int { channels * (chunk + 1) }
+    /// Doubles of scratch needed for `channels` channels and the batch split `split`.
+    static func scratchCount(channels: Int, split: BatchSplit) -> Int { split.workers * channels * (split.chunk + 1) }
 
-    /// Moves the chunk's output gradient to channel-major `g` and adds its sums.
-    func gather(_ gy: UnsafePointer<Float>, plane: Int, images: Int, into g: UnsafeMutablePointer<Float>, ld: Int) {
+    /// Moves worker `w`'s chunk of the output gradient to channel-major `g` and adds its sums.
+    func gather(worker w: Int, _ gy: UnsafePointer<Float>, plane: Int, images: Int,
+                into g: UnsafeMutablePointer<Float>, ld: Int) {
+        let total = scratch.map { $0 + w * stride }
+        let partial = total.map { $0 + channels }
         BatchLayout.gather(gy, channels: channels, plane: plane, images: images, into: g, ld: ld, sums: partial)
         guard let partial, let total else { return }
         for o in 0..<channels {
@@ -146,8 +157,12 @@ struct BiasAccumulator {
     }
 
     func write(_ out: UnsafeMutablePointer<Float>) {
-        guard let total else { return }
-        for o in 0..<channels { out[o] = Float(total[o]) }
+        guard let scratch else { return }
+        for o in 0..<channels {
+            var s = 0.0
+            for w in 0..<workers { s += scratch[w * stride + o] }
+            out[o] = Float(s)
+        }
     }
 }
 

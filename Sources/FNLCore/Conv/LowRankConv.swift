@@ -36,12 +36,15 @@ public enum LowRankConv {
         public let path: Path
         public let fusedFlops: Double
         public let composeFlops: Double
-        /// Images per chunk of the fused path.
-        public let chunk: Int
+        /// The batch over the threads and images per chunk (of the dense plan on the compose path).
+        public let batchSplit: BatchSplit
+        /// Images per chunk.
+        public var chunk: Int { batchSplit.chunk }
         /// The plan of the dense convolution of the compose path.
         public let dense: DenseConv.Plan?
 
-        public init(_ g: ConvGeometry, ranks: [Int], path requested: Path = .auto, chunkImages: Int = 0) throws {
+        public init(_ g: ConvGeometry, ranks: [Int], path requested: Path = .auto, chunkImages: Int = 0,
+                    workers: Int = Threads.count) throws {
             try require(!ranks.isEmpty && ranks.count <= 65, "the chain must have 1..65 ranks, got \(ranks.count)")
             for (j, r) in ranks.enumerated() {
                 try require(r >= 1 && r <= ConvAxis.limit, "rank r_\(j) must be in 1..\(ConvAxis.limit), got \(r)")
@@ -68,15 +71,16 @@ public enum LowRankConv {
             default: path = requested
             }
             if path == .compose {
-                let d = try DenseConv.Plan(g, chunkImages: chunkImages)
+                let d = try DenseConv.Plan(g, chunkImages: chunkImages, workers: workers)
                 dense = d
-                chunk = d.chunk
+                batchSplit = d.split
             } else {
                 dense = nil
                 let midPlane = g.h.size * g.w.output
                 let perImage = ConvWorkspace.saturatingSumOfProducts([[cols, midPlane], [rank, midPlane],
                                                                   [g.kh, rank, g.outPlane], [g.cOut, g.outPlane]])
-                chunk = ConvWorkspace.chunk(batch: g.batch, perImage: perImage, forced: chunkImages)
+                batchSplit = BatchSplit(batch: g.batch, perImage: perImage, forcedChunk: chunkImages, workers: workers)
+                let chunk = batchSplit.chunk
                 try Dimensions.checkMatrix(cols, ConvWorkspace.leadingDimension(chunk * midPlane), "the lowered input of stage 1")
                 try Dimensions.checkMatrix(g.kh * rank, ConvWorkspace.leadingDimension(chunk * g.outPlane), "the lowered input of stage 2")
                 try Dimensions.checkMatrix(g.cOut, ConvWorkspace.leadingDimension(chunk * g.outPlane), "the output of a chunk")
@@ -138,9 +142,9 @@ public enum LowRankConv {
                             imageStride: midPlane, rowStrideChannel: 1, rowStrideTap: rank)
         }
 
-        /// Floats of batch-sized workspace of the fused path: part 0 holds either L1 or
-        /// (x channel-major, M^T x or T(dz)).
-        var fusedBackwardCounts: [Int] {
+        /// Floats of chunk workspace of one worker on the fused path: part 0 holds either L1
+        /// or (x channel-major, M^T x or T(dz)).
+        var fusedWorkerCounts: [Int] {
             var c = fusedCounts
             if transposedStage1Possible {
                 let g = geometry
@@ -150,10 +154,14 @@ public enum LowRankConv {
             return c
         }
 
-        /// Floats of batch-sized workspace of the forward pass.
-        public var forwardCounts: [Int] { dense?.forwardCounts ?? fusedBackwardCounts }
-        /// Floats of batch-sized workspace of the backward pass.
-        public var backwardCounts: [Int] { dense?.backwardCounts ?? fusedBackwardCounts }
+        /// Parts of the fused path's workspace per worker.
+        static let fusedParts = 4
+        /// Floats of workspace of the fused path (all workers).
+        var fusedCountsAllWorkers: [Int] { batchSplit.replicate(fusedWorkerCounts) }
+        /// Floats of workspace of the forward pass.
+        public var forwardCounts: [Int] { dense?.forwardCounts ?? fusedCountsAllWorkers }
+        /// Floats of workspace of the backward pass.
+        public var backwardCounts: [Int] { dense?.backwardCounts ?? fusedCountsAllWorkers }
         public var forwardWorkspace: Int { (try? ConvWorkspace.total(forwardCounts)) ?? Int.max }
         public var backwardWorkspace: Int { (try? ConvWorkspace.total(backwardCounts)) ?? Int.max }
         var rowsW: Int { geometry.cOut * geometry.kh }
@@ -225,15 +233,14 @@ public enum LowRankConv {
             let tStage = transposed ? try p.transposedStage1(channelStride: intermediate == nil ? p.ld1 : g.batch * p.midPlane) : nil
             try withScratch(transposed ? p.colsW * p.rank : 1, "the stage-1 matrix") { mT in
             if transposed { transposedStage1Matrix(p, bt: bt, into: mT) }
-            try ConvWorkspace.with(p.fusedBackwardCounts, external: workspace, externalCount: workspaceCount,
+            try ConvWorkspace.with(p.fusedCountsAllWorkers, external: workspace, externalCount: workspaceCount,
                                    "the lowrank_conv2d forward pass") { s in
-                let (x1, zbuf, x2, ycm) = (s[0], s[1], s[2], s[3])
                 let r = p.rank, cols = p.colsW, kr = g.kh * r
                 let st1 = p.stage1
                 let ld1 = p.ld1, ld2 = p.ld2
-                var n0 = 0
-                while n0 < g.batch {
-                    let nb = min(p.chunk, g.batch - n0)
+                p.batchSplit.run { w, n0, nb in
+                    let q = Plan.fusedParts * w
+                    let (x1, zbuf, x2, ycm) = (s[q], s[q + 1], s[q + 2], s[q + 3])
                     let n1 = nb * p.midPlane, n2 = nb * g.outPlane
                     // Stage 1: z = B^T L1(x) (or its transposed form).
                     let xc = x + n0 * g.cIn * g.inPlane
@@ -265,7 +272,6 @@ public enum LowRankConv {
                     Blas.gemm(false, false, g.cOut, n2, kr, 1, a, kr, l2, ldl2, 0, ycm, ld2)
                     BatchLayout.scatter(ycm, ld: ld2, channels: g.cOut, plane: g.outPlane, images: nb, bias: bias,
                                         into: y + n0 * g.cOut * g.outPlane)
-                    n0 += nb
                 }
             }
             }

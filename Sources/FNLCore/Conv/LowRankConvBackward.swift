@@ -52,25 +52,33 @@ extension LowRankConv {
             let r = p.rank, cols = p.colsW, kr = g.kh * r
             let transposed = p.transposedStage1Possible
             let tStage = transposed ? try p.transposedStage1(channelStride: p.ld1) : nil
-            try withScratch([p.rowsW * r, r * cols, c.vCount, transposed ? cols * r : 1, transposed ? cols * r : 1],
-                            "the factor gradients") { sg in
+            let split = p.batchSplit, partialsOf = max(split.workers - 1, 1)
+            // Worker 0 sums dA' (c_out x kh*r) and dB^T (r x cols; in the transposed form
+            // D, kw*r x c_in) in place; workers 1... into partial sums added in worker order
+            // after the parallel region.
+            let dACount = p.rowsW * r, dBCount = r * cols
+            try withScratch([dACount, dBCount, c.vCount, transposed ? dBCount : 1, transposed ? dBCount : 1,
+                             partialsOf * dACount, partialsOf * dBCount], "the factor gradients") { sg in
                 let (dA, dBt, dvt, mT, dT) = (sg[0], sg[1], sg[2], sg[3], sg[4])
+                let (dAPartials, dBPartials) = (sg[5], sg[6])
                 let rk = g.kw * r
                 if transposed { transposedStage1Matrix(p, bt: bt, into: mT) }
-                try ConvWorkspace.with(p.fusedBackwardCounts, external: workspace, externalCount: workspaceCount,
+                try ConvWorkspace.with(p.fusedCountsAllWorkers, external: workspace, externalCount: workspaceCount,
                                        "the lowrank_conv2d backward pass") { s in
-                    let (x1, zbuf, x2, gcm) = (s[0], s[1], s[2], s[3])
-                    try withDoubleScratch(BiasAccumulator.scratchCount(channels: g.cOut, chunk: p.chunk),
+                    try withDoubleScratch(BiasAccumulator.scratchCount(channels: g.cOut, split: split),
                                           enabled: dbias != nil, "the bias gradient") { sums in
-                        let biasSums = BiasAccumulator(channels: g.cOut, scratch: sums)
+                        let biasSums = BiasAccumulator(channels: g.cOut, split: split, scratch: sums)
                         let st1 = p.stage1
                         let ld1 = p.ld1, ld2 = p.ld2
-                        var n0 = 0
-                        while n0 < g.batch {
-                            let nb = min(p.chunk, g.batch - n0)
+                        split.run { w, n0, nb in
+                            let q = Plan.fusedParts * w
+                            let (x1, zbuf, x2, gcm) = (s[q], s[q + 1], s[q + 2], s[q + 3])
+                            let dAw = w == 0 ? dA : dAPartials + (w - 1) * dACount
+                            let dBw = w == 0 ? (transposed ? dT : dBt) : dBPartials + (w - 1) * dBCount
                             let n1 = nb * p.midPlane, n2 = nb * g.outPlane
-                            let beta: Float = n0 == 0 ? 0 : 1
-                            biasSums.gather(gy + n0 * g.cOut * g.outPlane, plane: g.outPlane, images: nb, into: gcm, ld: ld2)
+                            let beta: Float = n0 == split.images(w).lowerBound ? 0 : 1
+                            biasSums.gather(worker: w, gy + n0 * g.cOut * g.outPlane, plane: g.outPlane, images: nb,
+                                            into: gcm, ld: ld2)
                             // L1(x) and z.
                             let xc = x + n0 * g.cIn * g.inPlane
                             let dxc = dx + n0 * g.cIn * g.inPlane
@@ -100,7 +108,7 @@ extension LowRankConv {
                             let st2 = p.stage2(channelStride: ldz)
                             var l2 = UnsafePointer(x2), ldl2 = ld2
                             if st2.isPlainView(images: nb) { l2 = z; ldl2 = ldz } else { st2.lower(z, images: nb, into: x2, ld: ld2) }
-                            Blas.gemm(false, true, g.cOut, kr, n2, 1, gcm, ld2, l2, ldl2, beta, dA, kr)
+                            Blas.gemm(false, true, g.cOut, kr, n2, 1, gcm, ld2, l2, ldl2, beta, dAw, kr)
                             // dz = lift2(A'^T G), into zbuf (z is no longer needed).
                             let lift2 = p.stage2(channelStride: ld1)
                             if lift2.isPlainView(images: nb) {
@@ -118,21 +126,21 @@ extension LowRankConv {
                                     BatchLayout.gather(xc, channels: g.cIn, plane: g.inPlane, images: nb, into: xcm, ld: ldx, sums: nil)
                                 }
                                 tStage.lower(zbuf, images: nb, into: tm, ld: ldx)
-                                Blas.gemm(false, true, rk, g.cIn, nx, 1, tm, ldx, xcm, ldx, beta, dT, g.cIn)
+                                Blas.gemm(false, true, rk, g.cIn, nx, 1, tm, ldx, xcm, ldx, beta, dBw, g.cIn)
                                 Blas.gemm(false, false, g.cIn, nx, rk, 1, mT, rk, tm, ldx, 0, xcm, ldx)
                                 BatchLayout.scatter(xcm, ld: ldx, channels: g.cIn, plane: g.inPlane, images: nb, bias: nil, into: dxc)
-                                n0 += nb
-                                continue
+                                return
                             }
-                            Blas.gemm(false, true, r, cols, n1, 1, zbuf, ld1, l1, ldl1, beta, dBt, cols)
+                            Blas.gemm(false, true, r, cols, n1, 1, zbuf, ld1, l1, ldl1, beta, dBw, cols)
                             if plain1 {
                                 Blas.gemm(true, false, cols, n1, r, 1, bt, cols, zbuf, ld1, 0, dxc, st1.channelStride)
                             } else {
                                 Blas.gemm(true, false, cols, n1, r, 1, bt, cols, zbuf, ld1, 0, x1, ld1)
                                 st1.liftAdd(x1, images: nb, ld: ld1, into: dxc)
                             }
-                            n0 += nb
                         }
+                        split.reduce(dAPartials, count: dACount, into: dA)
+                        split.reduce(dBPartials, count: dBCount, into: transposed ? dT : dBt)
                         if let dbias { biasSums.write(dbias) }
                     }
                 }
