@@ -188,27 +188,43 @@ def test_workspace_reuse():
     assert ws.nbytes == 0
 
 
-def test_one_and_two_threads_agree():
+@pytest.mark.parametrize("batch", [1, 6, 7])
+def test_thread_counts_agree(batch):
+    """The batch is split over min(threads, batch) workers, each with its own partial kernel
+    gradients added in worker order: 1, 2, 3 and 5 threads give the same results to float
+    rounding, on the fused path (plain and transposed stage 1, saved intermediate), the
+    compose path and the dense kernel."""
     rng = np.random.default_rng(11)
-    x = rand(rng, 6, 8, 20, 18)
+    x = rand(rng, batch, 8, 20, 18)
     U, V = rand(rng, 8 * 3, 5), rand(rng, 8 * 3, 5)
+    M = rand(rng, 5, 6)
+    Vw = rand(rng, 8 * 3, 6)
     K = rand(rng, 8, 8, 3, 3)
     b = rand(rng, 8)
     before = fnl.get_num_threads()
     out = {}
     try:
-        for t in (1, 2):
+        for t in (1, 2, 3, 5):
             fnl.set_num_threads(t)
+            res = []
             y = conv.lowrank_conv2d(x, U, V, 3, stride=(1, 2), padding=1, bias=b)
-            g = np.cos(y)
-            d = conv.lowrank_conv2d_backward(g, x, U, V, 3, stride=(1, 2), padding=1, bias=b)
+            d = conv.lowrank_conv2d_backward(np.cos(y), x, U, V, 3, stride=(1, 2), padding=1, bias=b)
+            res += [y, d["x"], d["U"], d["V"], d["bias"]]
+            y, z = conv.lowrank_conv2d_forward(x, U, Vw, 3, padding=1, middle=[M])
+            d = conv.lowrank_conv2d_backward(np.sin(y), x, U, Vw, 3, padding=1, middle=[M], intermediate=z)
+            res += [y, z, d["x"], d["U"], d["V"], d["middle"][0]]
+            y = conv.lowrank_conv2d(x, U, V, 3, padding=1, _path="compose")
+            d = conv.lowrank_conv2d_backward(np.cos(y), x, U, V, 3, padding=1, _path="compose")
+            res += [y, d["x"], d["U"], d["V"]]
             yd = conv.conv2d(x, K, padding=(2, 1), dilation=(2, 1), bias=b)
             dd = conv.conv2d_backward(np.sin(yd), x, K, padding=(2, 1), dilation=(2, 1), bias=b)
-            out[t] = [y, d["x"], d["U"], d["V"], d["bias"], yd, dd["x"], dd["K"], dd["bias"]]
+            res += [yd, dd["x"], dd["K"], dd["bias"]]
+            out[t] = res
     finally:
         fnl.set_num_threads(before)
-    for a, e in zip(out[1], out[2]):
-        close(a, e, rtol=1e-5)
+    for t in (2, 3, 5):
+        for i, (a, e) in enumerate(zip(out[t], out[1])):
+            close(a, e, rtol=1e-5, what=f"output {i}, {t} threads vs 1")
 
 
 def test_finite_differences_tiny():

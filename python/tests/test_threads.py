@@ -165,3 +165,63 @@ def test_results_match_numpy_with_each_budget(restore_threads):
     for n in (1, 2):
         fnl.set_num_threads(n)
         assert_close(fnl.compose(U, V), ref.compose(U, V), rtol=1e-5, atol=1e-4, what=f"compose, {n} threads")
+
+
+def conv_workload(seed: int):
+    """Convolutions large enough to split their batch over the engine's workers."""
+    rng = np.random.default_rng(seed)
+    x = f32(rng, 8, 6, 12, 12)
+    U, V = f32(rng, 8 * 3, 4), f32(rng, 6 * 3, 4)
+    K = f32(rng, 8, 6, 3, 3)
+
+    def lowrank():
+        y, z = fnl.lowrank_conv2d_forward(x, U, V, 3, padding=1)
+        d = fnl.lowrank_conv2d_backward(np.cos(y), x, U, V, 3, padding=1, intermediate=z)
+        return [y, d["x"], d["U"], d["V"]]
+
+    def dense():
+        y = fnl.conv2d(x, K, padding=1)
+        d = fnl.conv2d_backward(np.cos(y), x, K, padding=1)
+        return [y, d["x"], d["K"]]
+
+    return [lowrank, dense]
+
+
+def test_concurrent_convolutions_match_sequential(restore_threads):
+    """Several Python threads running batch-split convolutions at once (one gets the worker
+    pool, the others run their workers serially) get exactly the sequential results."""
+    fnl.set_num_threads(2)
+    jobs = [fn for seed in range(4) for fn in conv_workload(seed)]
+    expected = [fn() for fn in jobs]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for _ in range(3):
+            got = list(pool.map(lambda fn: fn(), jobs))
+            for e, g in zip(expected, got):
+                for a, b in zip(e, g):
+                    np.testing.assert_array_equal(a, b)
+
+
+def _child_runs_convolutions(queue):
+    fnl.set_num_threads(2)
+    queue.put([a.sum() for fn in conv_workload(0) for a in fn()])
+
+
+def test_forked_child_can_use_the_pool(restore_threads):
+    """After the pool's threads exist, a fork()ed child (which inherits none of them) still
+    runs parallel work to completion with the same results."""
+    import multiprocessing
+
+    fnl.set_num_threads(2)
+    expected = [a.sum() for fn in conv_workload(0) for a in fn()]
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_child_runs_convolutions, args=(queue,))
+    child.start()
+    try:
+        got = queue.get(timeout=120)
+    finally:
+        child.join(timeout=120)
+        if child.is_alive():
+            child.kill()
+    assert child.exitcode == 0
+    np.testing.assert_array_equal(np.array(got), np.array(expected))

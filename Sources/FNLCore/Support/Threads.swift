@@ -51,6 +51,11 @@ public enum Threads {
         return try body()
     }
 
+    /// In a forked child no other thread exists: nobody is inside `withSerialBlas`.
+    static func resetAfterFork() {
+        serialBlasUsers = 0
+    }
+
     /// Runs `body(w)` for w in 0..<workers on the pool (w = 0 on the calling thread); serially
     /// when `workers` is 1 or the pool is busy (nested or concurrent calls).
     public static func run(workers: Int, _ body: (Int) -> Void) {

@@ -54,6 +54,7 @@ final class WorkerPool: @unchecked Sendable {
         busy.store(false, ordering: .relaxed)
         pthread_mutex_init(&mutex, nil)
         pthread_cond_init(&wake, nil)
+        Threads.resetAfterFork()
     }
 
     /// Runs `body(w)` for w in 0..<workers in parallel (serially when the pool is busy or a
