@@ -13,10 +13,9 @@ public enum Threads {
     nonisolated(unsafe) private static var serialBlasUsers = 0
     private static let blasLock = Mutex<Void>(())
 
-    /// Logical CPUs available to this process.
-    public static var available: Int {
-        max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
-    }
+    /// Logical CPUs online, read once (glibc's sysconf reads /sys on every call, which cost
+    /// more than small parallel loops themselves).
+    public static let available: Int = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
 
     /// The current budget (defaults to the number of available CPUs).
     public static var count: Int {
