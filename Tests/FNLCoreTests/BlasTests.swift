@@ -62,8 +62,9 @@ final class BlasTests: XCTestCase {
     }
 
     /// Every path of `gram` against float64: the sum of squares (k = 1), NarrowGram (k <= 4 up to
-    /// narrowGramWork), sgemm (up to gemmGramWork) and ssyrk, on odd and even sizes, one row,
-    /// and each threshold hit exactly and exceeded by one row.
+    /// narrowGramWork), sgemm (up to gemmGramWork; one call, or two when k > 16 is not a multiple
+    /// of 16) and ssyrk, on odd and even sizes, one row, and each threshold hit exactly and
+    /// exceeded by one row.
     func testGramPathsAndThresholdEdgesMatchFloat64() {
         var shapes: [(Int, Int)] = []
         for k in 1...6 { for rows in [1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 33] { shapes.append((rows, k)) } }
@@ -72,7 +73,8 @@ final class BlasTests: XCTestCase {
             shapes += [(edge - 1, k), (edge, k), (edge + 1, k)]
         }
         let k32 = Blas.gemmGramWork / (32 * 32)
-        shapes += [(k32, 32), (k32 + 1, 32), (1, 19), (192, 19), (7, 41), (600, 48), (1000, 1), (4097, 1)]
+        shapes += [(k32, 32), (k32 + 1, 32), (1, 19), (192, 19), (7, 41), (600, 48), (1000, 1), (4097, 1),
+                   (5, 16), (33, 17), (3, 33), (20, 47), (2, 64)]       // (sgemm split at 16-column multiples)
         for (idx, (rows, k)) in shapes.enumerated() {
             let a = Buffer(randn: rows * k, seed: UInt64(100 + idx)), g = Buffer([Float](repeating: .nan, count: k * k))
             Blas.gram(a.c, rows, k, g.ptr)
