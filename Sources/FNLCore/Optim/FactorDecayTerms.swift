@@ -27,6 +27,7 @@ public struct FactorProduct: Equatable {
     /// each tensor's size equal to what the shapes imply.
     public static func parse(_ flat: UnsafeBufferPointer<Int64>, sizes: [Int]) throws -> [FactorProduct] {
         var out: [FactorProduct] = []
+        out.reserveCapacity(flat.count / 7)
         var owner = [Int](repeating: -1, count: sizes.count)
         var at = 0
         func next(_ what: @autoclosure () -> String) throws -> Int {
@@ -47,28 +48,29 @@ public struct FactorProduct: Equatable {
             var mids: [Int] = []
             for j in 0..<depth { mids.append(try next("the index of M_\(j + 1)")) }
             let p = FactorProduct(batch: batch, m: m, n: n, ranks: ranks, u: u, v: v, middle: mids)
-            for t in p.tensors {
+            // (no arrays on the success path: this runs on every optimizer step)
+            func own(_ t: Int) throws {
                 try require(t < sizes.count, "factor product \(c): tensor index \(t) out of range 0..<\(sizes.count)")
                 try require(owner[t] != c, "factor product \(c): tensor \(t) appears twice")
                 try require(owner[t] < 0, "tensor \(t) belongs to factor products \(owner[t]) and \(c); "
                                 + "a tensor may belong to one product only")
                 owner[t] = c
             }
+            try own(u)
+            try own(v)
+            for t in mids { try own(t) }
             try require(batch >= 1, "factor product \(c): batch must be >= 1, got \(batch)")
             for (j, r) in ranks.enumerated() { try require(r >= 1, "factor product \(c): r_\(j) must be >= 1, got \(r)") }
-            func expect(_ t: Int, _ dims: [Int], _ name: String) throws {
-                var want = 1
-                for d in dims {
-                    let (r, o) = want.multipliedReportingOverflow(by: d)
-                    if o { throw FNLError.invalid("factor product \(c): \(name) has absurd shape \(dims) (overflow)") }
-                    want = r
-                }
-                try require(sizes[t] == want, "factor product \(c): \(name) (tensor \(t)) must hold \(want) floats "
-                                + "(shape \(dims)), got \(sizes[t])")
+            func expect(_ t: Int, _ d0: Int, _ d1: Int, _ d2: Int, _ name: @autoclosure () -> String) throws {
+                let (ab, o1) = d0.multipliedReportingOverflow(by: d1)
+                let (want, o2) = ab.multipliedReportingOverflow(by: d2)
+                if o1 || o2 { throw FNLError.invalid("factor product \(c): \(name()) has absurd shape \([d0, d1, d2]) (overflow)") }
+                try require(sizes[t] == want, "factor product \(c): \(name()) (tensor \(t)) must hold \(want) floats "
+                                + "(shape \([d0, d1, d2])), got \(sizes[t])")
             }
-            try expect(u, [batch, m, ranks[0]], "U")
-            try expect(v, [batch, n, ranks[depth]], "V")
-            for j in 0..<depth { try expect(mids[j], [batch, ranks[j], ranks[j + 1]], "M_\(j + 1)") }
+            try expect(u, batch, m, ranks[0], "U")
+            try expect(v, batch, n, ranks[depth], "V")
+            for j in 0..<depth { try expect(mids[j], batch, ranks[j], ranks[j + 1], "M_\(j + 1)") }
             out.append(p)
         }
         return out
