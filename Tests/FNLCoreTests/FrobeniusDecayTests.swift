@@ -54,6 +54,53 @@ final class FrobeniusDecayTests: XCTestCase {
         }
     }
 
+    /// The depth-0 kernel of the optimizers: ranks 1-5 (the Swift Gram path and its threshold),
+    /// 19 (ResNet-20 at rank-scale 0.1), odd and one-row factors, batches, beta 0 and 1.
+    func testPairGradientMatchesFloat64ReferenceOverManyShapes() throws {
+        let shapes = [(1, 1, 1), (2, 3, 1), (5, 7, 2), (9, 4, 3), (16, 8, 4), (33, 17, 4), (48, 48, 5),
+                      (7, 300, 3), (1025, 3, 2), (192, 96, 19), (96, 48, 10), (3, 2, 6), (64, 32, 6)]
+        for (k, (m, n, r)) in shapes.enumerated() {
+            for batch in [1, 2] {
+                let ch = Chain(batch: batch, m: m, n: n, ranks: [r], seed: UInt64(500 + k))
+                let c = try ch.chain()
+                let du = Buffer(randn: batch * m * r, seed: 1), dv = Buffer(randn: batch * n * r, seed: 2)
+                let du0 = du.doubles, dv0 = dv.doubles
+                let scratch = Buffer([Float](repeating: .nan, count: FrobeniusDecay.pairScratchCount(rank: r)))
+                try FrobeniusDecay.pairGradient(c, lambda: 0.7, beta: 1, dU: du.ptr, dV: dv.ptr,
+                                                scratch: scratch.ptr, checkFactors: true)
+                for b in 0..<batch {
+                    let ref = referenceGradients(ch, b, 0.7)
+                    let (cu, cv) = (m * r, n * r)
+                    let eu = (0..<cu).map { du0[b * cu + $0] + ref[0].a[$0] }, ev = (0..<cv).map { dv0[b * cv + $0] + ref[1].a[$0] }
+                    assertClose(Array(du.array[(b * cu)..<((b + 1) * cu)]), eu, rtol: 1e-4, atol: 1e-5 * max(1, ref[0].maxAbs),
+                                "dU \(m)x\(n) r\(r) b\(b)")
+                    assertClose(Array(dv.array[(b * cv)..<((b + 1) * cv)]), ev, rtol: 1e-4, atol: 1e-5 * max(1, ref[1].maxAbs),
+                                "dV \(m)x\(n) r\(r) b\(b)")
+                }
+            }
+        }
+    }
+
+    /// With `checkFactors`, a NaN or inf in U or V (any batch item) throws naming the first
+    /// non-finite entry, as the chain's own scan would; huge finite entries pass (their
+    /// gradients overflow to inf, as documented).
+    func testPairGradientFindsNonFiniteFactorsFromTheGramDiagonal() throws {
+        for (bad, which, at) in [(Float.nan, "U", 7), (.infinity, "V", 4), (-.infinity, "U", 0)] {
+            let ch = Chain(batch: 2, m: 3, n: 4, ranks: [3], seed: 41)
+            (which == "U" ? ch.u : ch.v).ptr[at] = bad
+            let c = try FactorChain(batch: 2, m: 3, n: 4, ranks: [3], u: ch.u.c, v: ch.v.c, middle: [], checkFinite: false)
+            let du = Buffer(zeros: 18), dv = Buffer(zeros: 24), s = Buffer(zeros: 18)
+            assertInvalid("\(which) contains NaN or inf (first at flat index \(at)") {
+                try FrobeniusDecay.pairGradient(c, lambda: 1, beta: 0, dU: du.ptr, dV: dv.ptr, scratch: s.ptr, checkFactors: true)
+            }
+        }
+        let u = Buffer([3e19, 1, 2, 3]), v = Buffer([1, 1, 1, 1, 1, 1])
+        let c = try FactorChain(batch: 1, m: 2, n: 3, ranks: [2], u: u.c, v: v.c, middle: [], checkFinite: false)
+        let du = Buffer(zeros: 4), dv = Buffer(zeros: 6), s = Buffer(zeros: 8)
+        try FrobeniusDecay.pairGradient(c, lambda: 1, beta: 0, dU: du.ptr, dV: dv.ptr, scratch: s.ptr, checkFactors: true)
+        XCTAssertTrue(dv.array.contains { !$0.isFinite }, "\(dv.array)")
+    }
+
     func testGradientMatchesCentralDifferences() throws {
         let ch = Chain(m: 4, n: 3, ranks: [2, 3, 2], seed: 77)
         let c = try ch.chain()

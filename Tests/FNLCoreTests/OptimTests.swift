@@ -119,6 +119,55 @@ final class OptimSGDTests: XCTestCase {
 }
 
 final class OptimFactorDecayTermsTests: XCTestCase {
+    /// Several products of one group, of ranks through the Swift and BLAS Gram paths, with
+    /// per-product coefficients: each term equals the float64 FD gradient of its product.
+    func testTermsOfSeveralProductsMatchFloat64() throws {
+        var rng = SplitMix(state: 8)
+        let b = Buffers()
+        let shapes = [(48, 48, 5), (32, 16, 3), (7, 9, 1), (40, 13, 19), (5, 6, 2)]
+        var sizes: [Int] = [11]
+        var products: [FactorProduct] = []
+        for (m, n, r) in shapes {
+            products.append(FactorProduct(batch: 1, m: m, n: n, ranks: [r], u: sizes.count, v: sizes.count + 1, middle: []))
+            sizes += [m * r, n * r]
+        }
+        let params = sizes.map { b.random($0, &rng) }, grads = sizes.map { UnsafePointer(b.random($0, &rng)) }
+        let lambda: [Float] = [0.1, 0.2, 0.3, 0.4, 0.5]
+        let t = try OptimTensors(params: params, grads: grads, sizes: sizes, decay: sizes.map { _ in 0 })
+        try FactorDecayTerms.with(t, products, lambda: lambda, workspace: nil) { fd in
+            XCTAssertNil(fd[0])
+            for (c, p) in products.enumerated() {
+                let (du, dv) = fdReference(array(params[p.u], sizes[p.u]), array(params[p.v], sizes[p.v]),
+                                           m: p.m, n: p.n, r: p.ranks[0], lam: Double(lambda[c]))
+                let scale = max(1, du.map(abs).max()!, dv.map(abs).max()!)
+                assertClose(array(fd[p.u]!, sizes[p.u]), du, rtol: 1e-4, atol: 1e-5 * scale, "fd U of product \(c)")
+                assertClose(array(fd[p.v]!, sizes[p.v]), dv, rtol: 1e-4, atol: 1e-5 * scale, "fd V of product \(c)")
+            }
+        }
+    }
+
+    /// A non-finite factor stops the step before any parameter changes, naming the product
+    /// and the factor (depth 0 reads it off the Gram diagonals, deeper chains scan).
+    func testNonFiniteFactorNamesItsProductAndChangesNothing() throws {
+        for depth in [0, 1] {
+            var rng = SplitMix(state: 9)
+            let b = Buffers()
+            var sizes = [4 * 2, 3 * 2, 5 * 3, 4 * 3]      // product 0: U 4x2, V 3x2; product 1: U 5x3, V 4x3
+            if depth == 1 { sizes.append(9) }              // product 1: M 3x3
+            let params = sizes.map { b.random($0, &rng) }, grads = sizes.map { UnsafePointer(b.random($0, &rng)) }
+            params[3][5] = .nan
+            let before = zip(params, sizes).map { array($0, $1) }
+            let t = try OptimTensors(params: params, grads: grads, sizes: sizes, decay: sizes.map { _ in 0 })
+            let products = [FactorProduct(batch: 1, m: 4, n: 3, ranks: [2], u: 0, v: 1, middle: []),
+                            FactorProduct(batch: 1, m: 5, n: 4, ranks: depth == 0 ? [3] : [3, 3], u: 2, v: 3,
+                                          middle: depth == 0 ? [] : [4])]
+            assertInvalid("factor product 1: V contains NaN or inf (first at flat index 5") {
+                try SGD.step(t, buffers: nil, products: products, fdLambda: [0.1, 0.1], SGD.Hyper(lr: 0.1))
+            }
+            for i in 0..<sizes.count where i != 3 { XCTAssertEqual(array(params[i], sizes[i]), before[i]) }
+        }
+    }
+
     func testParseChecksIndicesSizesAndOwnership() throws {
         let sizes = [6, 4, 4, 10]
         // depth 1: U 3x2, M 2x2, V 2x2.

@@ -82,6 +82,36 @@ def test_sgd_deep_and_batched_factor_groups(depth, batch, decay):
     assert_params(params, ref, SGD_TOL)
 
 
+@pytest.mark.parametrize("cls", [fo.SGD, fo.FLAMBe])
+def test_frobenius_decay_over_low_rank_conv_shapes(cls):
+    """Many factor pairs in one group, shaped like a low-rank ResNet's (c_out*kh, r), (c_in*kw, r)
+    factors: ranks 1-6 (the engine's Swift Gram path, up to its threshold and past it), 10 and
+    19 (OpenBLAS), odd sizes and a one-row factor, against the float64 reference."""
+    rng = np.random.default_rng(11)
+    shapes = [(48, 48, 5), (32, 16, 3), (9, 1, 1), (7, 300, 2), (65, 33, 4), (257, 31, 4), (96, 48, 10),
+              (192, 96, 19), (64, 32, 6), (1, 5, 1)]
+    params, fgs = [], []
+    for m, n, r in shapes:
+        U = Parameter(rng.standard_normal((m, r)) / np.sqrt(r), f"U{m}x{r}")
+        V = Parameter(rng.standard_normal((n, r)) / np.sqrt(r), f"V{n}x{r}")
+        params += [U, V]
+        fgs.append(FactorGroup(U, V, [], "conv", (m, n)))
+    params.append(Parameter(rng.standard_normal(7), "bias"))
+    groups = [{"params": params, "factor_groups": fgs}]
+    if cls is fo.SGD:
+        ref = RefSGD(RefModel(params, fgs), lr=0.05, momentum=0.9, weight_decay=0.05, decay="frobenius")
+        opt = fo.SGD(groups, lr=0.05, momentum=0.9, weight_decay=0.05, decay="frobenius")
+        tol = SGD_TOL
+    else:
+        # (eps=1e-3: with the default 1e-6, m_hat / (sqrt(v_hat) + eps) amplifies float32
+        # rounding ~100x at the rare tiny-gradient entries of these ~6000 values; FD is the subject here)
+        ref = RefLAMB(RefModel(params, fgs), lr=1e-2, eps=1e-3, weight_decay=0.05, decay="frobenius")
+        opt = fo.FLAMBe(groups, lr=1e-2, eps=1e-3, weight_decay=0.05)
+        tol = ADAM_TOL
+    run(opt, ref, params, rng, steps=3)
+    assert_params(params, ref, tol)
+
+
 def test_frobenius_decay_term_is_the_gradient_of_the_product_penalty():
     """One plain SGD step with zero loss gradient moves the factors by exactly -lr * FD grad,
     FD grad checked against the float64 formula with W formed explicitly."""

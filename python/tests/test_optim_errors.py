@@ -119,6 +119,38 @@ def test_bad_learning_rate(cls, lr):
         cls(params, lr="0.1")
 
 
+@pytest.mark.parametrize("cls", ALL)
+def test_hyperparameters_changed_between_steps_are_validated_again(cls):
+    """step() skips re-validating unchanged hyperparameters; any change (a value, its type,
+    or an unhashable value) is validated before the engine runs."""
+    params, fgs = group()
+    opt = cls([{"params": params, "factor_groups": fgs}], lr=1.0)
+    opt.step()
+    g = opt.param_groups[0]
+    before = [p.data.copy() for p in params]
+    g["lr"] = -1.0
+    with pytest.raises(ValueError, match="lr"):
+        opt.step()
+    g["lr"] = True                              # == 1.0, but a bool is not a learning rate
+    with pytest.raises(TypeError, match="lr"):
+        opt.step()
+    for p, b in zip(params, before):
+        np.testing.assert_array_equal(p.data, b)
+    g["lr"] = 1.0
+    opt.step()
+    if cls is fo.SGD:
+        g["nesterov"] = True                    # momentum is 0
+        with pytest.raises(ValueError, match="nesterov"):
+            opt.step()
+    else:
+        g["betas"] = [0.9, 1.5]                 # unhashable: validated on every step
+        with pytest.raises(ValueError, match="beta"):
+            opt.step()
+        g["betas"] = (0.9, True)
+        with pytest.raises(TypeError, match="beta"):
+            opt.step()
+
+
 def test_bad_hyperparameters():
     params, _ = group()
     with pytest.raises(ValueError, match="nesterov momentum requires momentum > 0"):

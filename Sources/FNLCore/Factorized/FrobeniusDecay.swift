@@ -70,6 +70,12 @@ public enum FrobeniusDecay {
         try require(dMiddle.count == c.depth, "expected \(c.depth) middle gradient buffers, got \(dMiddle.count)")
         let r0 = c.rankIn, rd = c.rankOut, big = c.maxPairCount
         let beta: Float = accumulate ? 1 : 0
+        if c.depth == 0 {
+            try withScratch(pairScratchCount(rank: r0), "the Frobenius decay gradient") { s in
+                try pairGradient(c, lambda: lambda, beta: beta, dU: dU, dV: dV, scratch: s, checkFactors: false)
+            }
+            return
+        }
         try withScratch([r0 * r0, rd * rd, r0 * rd, r0 * rd, r0 * r0, rd * rd, r0 * rd, big, big, big, big],
                         "the Frobenius decay gradient") { s in
             let (gu, gv, mm, t1, cc, dd, bb) = (s[0], s[1], s[2], s[3], s[4], s[5], s[6])
@@ -78,11 +84,6 @@ public enum FrobeniusDecay {
                 Blas.gram(c.u(b), c.m, r0, gu)
                 Blas.gram(c.v(b), c.n, rd, gv)
                 let dUb = dU + b * c.uCount, dVb = dV + b * c.vCount
-                if c.depth == 0 {
-                    Blas.gemm(false, false, c.m, r0, r0, lambda, c.u(b), r0, gv, r0, beta, dUb, r0)
-                    Blas.gemm(false, false, c.n, rd, rd, lambda, c.v(b), rd, gu, rd, beta, dVb, rd)
-                    continue
-                }
                 c.middleProduct(b, from: 0, to: c.depth, mm, tmp)
                 Blas.gemm(false, false, r0, rd, rd, 1, mm, rd, gv, rd, 0, t1, rd)       // M G_V
                 Blas.gemm(false, true, r0, r0, rd, 1, t1, rd, mm, rd, 0, cc, r0)        // C = M G_V M^T
@@ -101,6 +102,40 @@ public enum FrobeniusDecay {
                               dMiddle[j] + b * c.middleCount(j), rk)
                 }
             }
+        }
+    }
+
+    /// Floats of scratch `pairGradient` needs for rank r: G_U and G_V.
+    public static func pairScratchCount(rank r: Int) -> Int { 2 * r * r }
+
+    /// The depth-0 case of `gradient` (W_b = U_b V_b^T, rank r), with the caller's scratch of
+    /// `pairScratchCount(rank: r)` floats: per batch item four products, no allocation,
+    ///
+    ///     G_U = U_b^T U_b,  G_V = V_b^T V_b,  dU_b = lambda U_b G_V + beta dU_b,  dV_b = lambda V_b G_U + beta dV_b.
+    ///
+    /// `checkFactors` stands in for the finiteness scan of a chain built with `checkFinite: false`:
+    /// a NaN or infinite entry of U_b or V_b makes a diagonal entry of G_U or G_V non-finite
+    /// (a sum of squares), which is tested before that item's gradients are written; only then
+    /// are U and V scanned, throwing `.invalid` naming the first non-finite entry (as the chain's
+    /// own check would; finite entries whose squares overflow pass, as in `gradient`). Items
+    /// before the offending one have been written.
+    public static func pairGradient(_ c: FactorChain, lambda: Float, beta: Float,
+                                    dU: UnsafeMutablePointer<Float>, dV: UnsafeMutablePointer<Float>,
+                                    scratch: UnsafeMutablePointer<Float>, checkFactors: Bool) throws {
+        let r = c.rankIn, gu = scratch, gv = scratch + r * r
+        for b in 0..<c.batch {
+            Blas.gram(c.u(b), c.m, r, gu)
+            Blas.gram(c.v(b), c.n, r, gv)
+            if checkFactors {
+                var poison: Float = 0                // x * 0 is 0 for finite x, NaN for NaN and inf
+                for i in 0..<r { poison += gu[i * r + i] * 0 + gv[i * r + i] * 0 }
+                if poison != 0 {
+                    try Finite.check(c.u, c.batch * c.uCount, "U")
+                    try Finite.check(c.v, c.batch * c.vCount, "V")
+                }
+            }
+            Blas.gemm(false, false, c.m, r, r, lambda, c.u(b), r, gv, r, beta, dU + b * c.uCount, r)
+            Blas.gemm(false, false, c.n, r, r, lambda, c.v(b), r, gu, r, beta, dV + b * c.vCount, r)
         }
     }
 

@@ -81,17 +81,31 @@ public struct OptimTensors {
         return out
     }
 
-    /// Runs `body(k, chunks[k])` for every chunk, threaded when the group is large.
+    /// True when the group is large enough for `run` to use the thread pool.
+    public var threaded: Bool { totalCount >= Self.parallelThreshold }
+
+    /// Runs `body(k, chunks[k])` for every chunk, threaded when the group is large. (Small
+    /// groups do not consult the pool at all: asking it for its thread count can cost a
+    /// system call, several microseconds on a step of ~100 small tensors.)
     public func run(_ chunks: [Chunk], _ body: (Int, Chunk) -> Void) {
         chunks.withUnsafeBufferPointer { cs in
-            let work = totalCount >= Self.parallelThreshold ? Int.max : 0
-            Threads.parallelFor(cs.count, work: work, minimumWork: 1) { k in body(k, cs[k]) }
+            if !threaded {
+                for k in 0..<cs.count { body(k, cs[k]) }
+                return
+            }
+            Threads.parallelFor(cs.count, work: .max, minimumWork: 1) { k in body(k, cs[k]) }
         }
     }
 
     /// Throws `.invalid` naming the first gradient (`grads[i]`) that holds NaN or infinity;
     /// run before any buffer is touched, so a failed step leaves parameters and state as they were.
     public func checkGradientsFinite(_ chunks: [Chunk]) throws {
+        if !threaded {
+            for t in 0..<count {
+                if let j = Finite.firstNonFinite(grads[t], sizes[t]) { throw nonFinite(t, j) }
+            }
+            return
+        }
         // flags[k]: first non-finite index inside chunk k, or -1; scanned in chunk order.
         var flags = [Int](repeating: -1, count: chunks.count)
         flags.withUnsafeMutableBufferPointer { out in
@@ -99,10 +113,11 @@ public struct OptimTensors {
                 if let j = Finite.firstNonFinite(grads[c.tensor] + c.lo, c.hi - c.lo) { out[k] = c.lo + j }
             }
         }
-        for (k, j) in flags.enumerated() where j >= 0 {
-            let t = chunks[k].tensor
-            throw FNLError.invalid("grads[\(t)] contains NaN or inf (first at flat index \(j): \(grads[t][j]))")
-        }
+        for (k, j) in flags.enumerated() where j >= 0 { throw nonFinite(chunks[k].tensor, j) }
+    }
+
+    private func nonFinite(_ t: Int, _ j: Int) -> FNLError {
+        .invalid("grads[\(t)] contains NaN or inf (first at flat index \(j): \(grads[t][j]))")
     }
 }
 

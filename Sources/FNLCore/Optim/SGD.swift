@@ -55,6 +55,28 @@ public enum SGD {
                 let f = fd[c.tensor].map { $0 + c.lo }
                 let lam = Lanes(repeating: t.decay[c.tensor])
                 let b = useMomentum ? bufs[c.tensor] + c.lo : w
+                if useMomentum && !first && !nesterov {
+                    // The common case as branch-free loops (the general loop below tests its
+                    // flags at every vector: the whole step was ~1.5x slower).
+                    if let f {
+                        forEachLanes(c.hi - c.lo) { i, k in
+                            let wv = vload(w, i, k)
+                            let d = vload(g, i, k) + lam * wv + vload(f, i, k)
+                            let bv = mu * vload(b, i, k) + keep * d
+                            vstore(bv, b, i, k)
+                            vstore(wv - lr * bv, w, i, k)
+                        }
+                    } else {
+                        forEachLanes(c.hi - c.lo) { i, k in
+                            let wv = vload(w, i, k)
+                            let d = vload(g, i, k) + lam * wv
+                            let bv = mu * vload(b, i, k) + keep * d
+                            vstore(bv, b, i, k)
+                            vstore(wv - lr * bv, w, i, k)
+                        }
+                    }
+                    return
+                }
                 forEachLanes(c.hi - c.lo) { i, k in
                     let wv = vload(w, i, k)
                     var d = vload(g, i, k) + lam * wv
