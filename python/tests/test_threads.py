@@ -225,3 +225,36 @@ def test_forked_child_can_use_the_pool(restore_threads):
             child.kill()
     assert child.exitcode == 0
     np.testing.assert_array_equal(np.array(got), np.array(expected))
+
+
+def test_thread_budget_changes_during_convolutions(restore_threads):
+    """set_num_threads called while other threads run batch-split convolutions (which hold
+    OpenBLAS at one thread for their duration) changes no result, and afterwards the budget
+    is the last one set."""
+    jobs = [fn for seed in range(2) for fn in conv_workload(seed)]
+    fnl.set_num_threads(1)
+    expected = [fn() for fn in jobs]
+    stop = threading.Event()
+
+    def toggle():
+        n = 1
+        while not stop.is_set():
+            n = 3 - n
+            fnl.set_num_threads(n)
+
+    toggler = threading.Thread(target=toggle)
+    toggler.start()
+    try:
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            for _ in range(5):
+                got = list(pool.map(lambda fn: fn(), jobs))
+                for e, g in zip(expected, got):
+                    for a, b in zip(e, g):
+                        assert_close(a, b, rtol=1e-5, atol=1e-5 * max(1.0, float(np.max(np.abs(b)))),
+                                     what="conv under budget changes")
+    finally:
+        stop.set()
+        toggler.join()
+    fnl.set_num_threads(2)
+    assert fnl.get_num_threads() == 2
+    np.testing.assert_array_equal(jobs[0]()[0], jobs[0]()[0])
