@@ -188,6 +188,29 @@ def test_workspace_reuse():
     assert ws.nbytes == 0
 
 
+@pytest.mark.parametrize("h,pad", [(1, 1), (2, 1), (3, 0), (4, 2), (5, 1), (6, 0), (7, 2), (12, 1)])
+@pytest.mark.parametrize("rank", [8, 13])
+def test_lowrank_winograd_height_stage(h, pad, rank):
+    """kh = 3, height stride and dilation 1 and r >= 8: the kh x 1 stage runs as Winograd
+    F(2, 3) (odd output heights leave half a tile; padding 0..2 reads zero rows). Forward,
+    backward with and without the saved intermediate, against the float64 reference."""
+    rng = np.random.default_rng(100 * h + 10 * pad + rank)
+    n, ci, co, w = 3, 5, 6, 7
+    x = rand(rng, n, ci, h, w)
+    U, V = rand(rng, co * 3, rank, scale=0.3), rand(rng, ci * 3, rank, scale=0.3)
+    b = rand(rng, co)
+    kw = dict(padding=(pad, 1), bias=b)
+    y, z = conv.lowrank_conv2d_forward(x, U, V, 3, _path="fused", **kw)
+    close(y, ref.lowrank_conv2d(x, U, V, (3, 3), 1, (pad, 1), 1, b, None), what="y")
+    g = rand(rng, *y.shape)
+    want = ref.lowrank_conv2d_backward(g, x, U, V, (3, 3), 1, (pad, 1), 1, None)
+    for saved in (None, z):
+        got = conv.lowrank_conv2d_backward(g, x, U, V, 3, _path="fused", intermediate=saved, **kw)
+        for name in ("x", "U", "V"):
+            close(got[name], want[name], rtol=5e-5, what=f"d{name}")
+        close(got["bias"], want["bias"], what="dbias")
+
+
 @pytest.mark.parametrize("batch", [1, 6, 7])
 def test_thread_counts_agree(batch):
     """The batch is split over min(threads, batch) workers, each with its own partial kernel

@@ -156,6 +156,16 @@ struct BiasAccumulator {
         }
     }
 
+    /// Adds the sums of worker `w`'s chunk of the output gradient (NCHW) without moving it.
+    func add(worker w: Int, _ gy: UnsafePointer<Float>, plane: Int, images: Int) {
+        guard let total = scratch.map({ $0 + w * stride }) else { return }
+        for o in 0..<channels {
+            var s = 0.0
+            for n in 0..<images { s += BatchLayout.sum(gy + (n * channels + o) * plane, plane) }
+            total[o] += s
+        }
+    }
+
     func write(_ out: UnsafeMutablePointer<Float>) {
         guard let scratch else { return }
         for o in 0..<channels {

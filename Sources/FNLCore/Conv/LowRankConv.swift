@@ -42,9 +42,14 @@ public enum LowRankConv {
         public var chunk: Int { batchSplit.chunk }
         /// The plan of the dense convolution of the compose path.
         public let dense: DenseConv.Plan?
+        /// Stage 2 by Winograd F(2, 3) along the height (fused path, kh = 3, height stride and
+        /// dilation 1), else nil: the stage is lowered.
+        public let winograd: WinogradHeight?
 
+        /// `winograd`: nil chooses (Winograd where it applies and r >= `WinogradHeight.minimumRank`);
+        /// true or false forces it where it applies, or the lowered stage 2 (tests compare the two).
         public init(_ g: ConvGeometry, ranks: [Int], path requested: Path = .auto, chunkImages: Int = 0,
-                    workers: Int = Threads.count) throws {
+                    workers: Int = Threads.count, winograd allowed: Bool? = nil) throws {
             try require(!ranks.isEmpty && ranks.count <= 65, "the chain must have 1..65 ranks, got \(ranks.count)")
             for (j, r) in ranks.enumerated() {
                 try require(r >= 1 && r <= ConvAxis.limit, "rank r_\(j) must be in 1..\(ConvAxis.limit), got \(r)")
@@ -74,13 +79,23 @@ public enum LowRankConv {
                 let d = try DenseConv.Plan(g, chunkImages: chunkImages, workers: workers)
                 dense = d
                 batchSplit = d.split
+                winograd = nil
             } else {
                 dense = nil
                 let midPlane = g.h.size * g.w.output
-                let perImage = ConvWorkspace.saturatingSumOfProducts([[cols, midPlane], [rank, midPlane],
-                                                                  [g.kh, rank, g.outPlane], [g.cOut, g.outPlane]])
+                let wino = (allowed ?? (rank >= WinogradHeight.minimumRank)) && WinogradHeight.applies(g.h) ? WinogradHeight(g.h, width: g.w.output) : nil
+                winograd = wino
+                let r = ranks[s], tiled = wino?.columnsPerImage ?? 0
+                let stage2: [[Int]] = wino != nil ? [[4, r, tiled], [4, g.cOut, tiled]]
+                    : [[g.kh, r, g.outPlane], [g.cOut, g.outPlane]]
+                let perImage = ConvWorkspace.saturatingSumOfProducts([[cols, midPlane], [rank, midPlane]] + stage2)
                 batchSplit = BatchSplit(batch: g.batch, perImage: perImage, forcedChunk: chunkImages, workers: workers)
                 let chunk = batchSplit.chunk
+                if let wino {
+                    let ldT = ConvWorkspace.leadingDimension(ConvWorkspace.saturatingSumOfProducts([[chunk, wino.columnsPerImage]]))
+                    try Dimensions.checkMatrix(4 * g.cOut, ldT, "the transformed output of stage 2")
+                    try Dimensions.checkMatrix(4 * rank, ldT, "the transformed input of stage 2")
+                }
                 try Dimensions.checkMatrix(cols, ConvWorkspace.leadingDimension(chunk * midPlane), "the lowered input of stage 1")
                 try Dimensions.checkMatrix(g.kh * rank, ConvWorkspace.leadingDimension(chunk * g.outPlane), "the lowered input of stage 2")
                 try Dimensions.checkMatrix(g.cOut, ConvWorkspace.leadingDimension(chunk * g.outPlane), "the output of a chunk")
@@ -114,8 +129,13 @@ public enum LowRankConv {
         var ld1: Int { ConvWorkspace.leadingDimension(chunk * midPlane) }
         var ld2: Int { ConvWorkspace.leadingDimension(chunk * geometry.outPlane) }
 
+        /// Leading dimension of the Winograd-transformed chunk matrices of stage 2.
+        var ldT: Int { ConvWorkspace.leadingDimension(chunk * (winograd?.columnsPerImage ?? 0)) }
         var fusedCounts: [Int] {
             let g = geometry
+            if winograd != nil {
+                return [g.cIn * g.kw * ld1, rank * ld1, 4 * rank * ldT, 4 * g.cOut * ldT]
+            }
             return [g.cIn * g.kw * ld1, rank * ld1, g.kh * rank * ld2, g.cOut * ld2]
         }
         /// Stage 1 through the "full" lowering T of the intermediate (r*kw rows) instead of the
@@ -231,8 +251,11 @@ public enum LowRankConv {
             }
             let transposed = p.transposedStage1Possible
             let tStage = transposed ? try p.transposedStage1(channelStride: intermediate == nil ? p.ld1 : g.batch * p.midPlane) : nil
-            try withScratch(transposed ? p.colsW * p.rank : 1, "the stage-1 matrix") { mT in
+            try withScratch([transposed ? p.colsW * p.rank : 1, p.winograd != nil ? 4 * g.cOut * p.rank : 1],
+                            "the stage matrices") { sm in
+            let (mT, aw) = (sm[0], sm[1])
             if transposed { transposedStage1Matrix(p, bt: bt, into: mT) }
+            p.winograd?.kernelTransform(a, cOut: g.cOut, rank: p.rank, into: aw)
             try ConvWorkspace.with(p.fusedCountsAllWorkers, external: workspace, externalCount: workspaceCount,
                                    "the lowrank_conv2d forward pass") { s in
                 let r = p.rank, cols = p.colsW, kr = g.kh * r
@@ -261,7 +284,19 @@ public enum LowRankConv {
                         }
                         Blas.gemm(false, false, r, n1, cols, 1, bt, cols, l1, ldl1, 0, z, ldz)
                     }
-                    // Stage 2: y = A' L2(z).
+                    // Stage 2: y = A' L2(z), or its Winograd form Yt_xi = Aw_xi Zt_xi.
+                    if let wino = p.winograd {
+                        let ldT = p.ldT, nT = nb * wino.columnsPerImage
+                        wino.inputTransform(z, channels: r, channelStride: ldz, imageStride: p.midPlane, images: nb,
+                                            into: x2, ld: ldT)
+                        for xi in 0..<4 {
+                            Blas.gemm(false, false, g.cOut, nT, r, 1, aw + xi * g.cOut * r, r,
+                                      x2 + xi * r * ldT, ldT, 0, ycm + xi * g.cOut * ldT, ldT)
+                        }
+                        wino.outputTransform(ycm, channels: g.cOut, ld: ldT, images: nb, bias: bias,
+                                             into: y + n0 * g.cOut * g.outPlane)
+                        return
+                    }
                     let st2 = p.stage2(channelStride: ldz)
                     var l2 = UnsafePointer(x2), ldl2 = ld2
                     if st2.isPlainView(images: nb) {

@@ -57,8 +57,14 @@ extension LowRankConv {
             // D, kw*r x c_in) in place; workers 1... into partial sums added in worker order
             // after the parallel region.
             let dACount = p.rowsW * r, dBCount = r * cols
+            // Winograd stage 2: Aw_xi and, per worker, dAw_xi (4 matrices of c_out x r each).
+            let wino = p.winograd, awCount = 4 * g.cOut * r
             try withScratch([dACount, dBCount, c.vCount, transposed ? dBCount : 1, transposed ? dBCount : 1,
-                             partialsOf * dACount, partialsOf * dBCount], "the factor gradients") { sg in
+                             partialsOf * dACount, partialsOf * dBCount,
+                             wino != nil ? awCount : 1, wino != nil ? split.workers * awCount : 1],
+                            "the factor gradients") { sg in
+                let (aw, dAwAll) = (sg[7], sg[8])
+                wino?.kernelTransform(a, cOut: g.cOut, rank: r, into: aw)
                 let (dA, dBt, dvt, mT, dT) = (sg[0], sg[1], sg[2], sg[3], sg[4])
                 let (dAPartials, dBPartials) = (sg[5], sg[6])
                 let rk = g.kw * r
@@ -73,12 +79,16 @@ extension LowRankConv {
                         split.run { w, n0, nb in
                             let q = Plan.fusedParts * w
                             let (x1, zbuf, x2, gcm) = (s[q], s[q + 1], s[q + 2], s[q + 3])
-                            let dAw = w == 0 ? dA : dAPartials + (w - 1) * dACount
+                            let dAWorker = w == 0 ? dA : dAPartials + (w - 1) * dACount
                             let dBw = w == 0 ? (transposed ? dT : dBt) : dBPartials + (w - 1) * dBCount
                             let n1 = nb * p.midPlane, n2 = nb * g.outPlane
                             let beta: Float = n0 == split.images(w).lowerBound ? 0 : 1
-                            biasSums.gather(worker: w, gy + n0 * g.cOut * g.outPlane, plane: g.outPlane, images: nb,
-                                            into: gcm, ld: ld2)
+                            let gyc = gy + n0 * g.cOut * g.outPlane
+                            if wino == nil {
+                                biasSums.gather(worker: w, gyc, plane: g.outPlane, images: nb, into: gcm, ld: ld2)
+                            } else {
+                                biasSums.add(worker: w, gyc, plane: g.outPlane, images: nb)
+                            }
                             // L1(x) and z.
                             let xc = x + n0 * g.cIn * g.inPlane
                             let dxc = dx + n0 * g.cIn * g.inPlane
@@ -104,11 +114,27 @@ extension LowRankConv {
                             } else {
                                 Blas.gemm(false, false, r, n1, cols, 1, bt, cols, l1, ldl1, 0, zbuf, ld1)
                             }
+                            if let wino {
+                                // dAw_xi += dYt_xi Zt_xi^T; dZt_xi = Aw_xi^T dYt_xi (over Zt); dz = B dZt.
+                                let ldT = p.ldT, nT = nb * wino.columnsPerImage, (zt, dyt) = (x2, gcm)
+                                let dAww = dAwAll + w * awCount, plane = g.cOut * r
+                                wino.inputTransform(z, channels: r, channelStride: ldz, imageStride: p.midPlane,
+                                                    images: nb, into: zt, ld: ldT)
+                                wino.gradOutputTransform(gyc, channels: g.cOut, images: nb, into: dyt, ld: ldT)
+                                for xi in 0..<4 {
+                                    Blas.gemm(false, true, g.cOut, r, nT, 1, dyt + xi * g.cOut * ldT, ldT,
+                                              zt + xi * r * ldT, ldT, beta, dAww + xi * plane, r)
+                                    Blas.gemm(true, false, r, nT, g.cOut, 1, aw + xi * plane, r,
+                                              dyt + xi * g.cOut * ldT, ldT, 0, zt + xi * r * ldT, ldT)
+                                }
+                                wino.gradInputTransform(zt, channels: r, ld: ldT, images: nb, into: zbuf,
+                                                        channelStride: ld1, imageStride: p.midPlane)
+                            } else {
                             // dA' += G L2(z)^T.
                             let st2 = p.stage2(channelStride: ldz)
                             var l2 = UnsafePointer(x2), ldl2 = ld2
                             if st2.isPlainView(images: nb) { l2 = z; ldl2 = ldz } else { st2.lower(z, images: nb, into: x2, ld: ld2) }
-                            Blas.gemm(false, true, g.cOut, kr, n2, 1, gcm, ld2, l2, ldl2, beta, dAw, kr)
+                            Blas.gemm(false, true, g.cOut, kr, n2, 1, gcm, ld2, l2, ldl2, beta, dAWorker, kr)
                             // dz = lift2(A'^T G), into zbuf (z is no longer needed).
                             let lift2 = p.stage2(channelStride: ld1)
                             if lift2.isPlainView(images: nb) {
@@ -116,6 +142,7 @@ extension LowRankConv {
                             } else {
                                 Blas.gemm(true, false, kr, n2, g.cOut, 1, a, kr, gcm, ld2, 0, x2, ld2)
                                 lift2.liftAdd(x2, images: nb, ld: ld2, into: zbuf)
+                            }
                             }
                             // dB^T += dz L1(x)^T; dx = lift1(B dz).
                             if let tStage {
@@ -139,7 +166,12 @@ extension LowRankConv {
                                 st1.liftAdd(x1, images: nb, ld: ld1, into: dxc)
                             }
                         }
-                        split.reduce(dAPartials, count: dACount, into: dA)
+                        if let wino {
+                            split.reduce(dAwAll + awCount, count: awCount, into: dAwAll)
+                            wino.kernelGradientTransform(dAwAll, cOut: g.cOut, rank: r, into: dA)
+                        } else {
+                            split.reduce(dAPartials, count: dACount, into: dA)
+                        }
                         split.reduce(dBPartials, count: dBCount, into: transposed ? dT : dBt)
                         if let dbias { biasSums.write(dbias) }
                     }
