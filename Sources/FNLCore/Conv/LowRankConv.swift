@@ -11,8 +11,11 @@
 ///     1. z = B^T L1(x): a 1 x kw convolution, c_in -> r channels, with the width-axis stride,
 ///        padding and dilation, over every input row (z is (r, N, H, outW), channel-major);
 ///     2. y = A' L2(z): a kh x 1 convolution, r -> c_out channels, with the height-axis
-///        options, A' being A read as (c_out x kh*r) (rows of L2 ordered (a, j)).
-///   Cost 2 N r (H outW c_in kw + outH outW kh c_out) flops;
+///        options, A' being A read as (c_out x kh*r) (rows of L2 ordered (a, j)); for kh = 3
+///        with height stride and dilation 1 and r >= 8, by Winograd F(2, 3) instead
+///        (`WinogradHeight`: 4 products per two output rows instead of 6).
+///   Cost 2 N r (H outW c_in kw + outH outW kh c_out) flops (the second term 2/3 of that
+///   with Winograd);
 /// - **compose**: form W, map it to K and run `DenseConv`: 2 N outH outW c_out c_in kh kw flops
 ///   (plus the small product), cheaper for large or overcomplete ranks.
 ///
