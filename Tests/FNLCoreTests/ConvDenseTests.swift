@@ -18,19 +18,54 @@ final class ConvDenseTests: XCTestCase {
                 for chunk in [0, 1, 2, 3] {
                     let p = try DenseConv.Plan(g, chunkImages: chunk)
                     XCTAssertEqual(p.split.workers, min(threads, g.batch))
-                    var y = [Float](repeating: .nan, count: g.outputCount)
-                    try DenseConv.forward(p, x: x, kernel: k, bias: bias, y: &y)
-                    assertClose(y, yb, 1e-5, "y \(g) chunk \(chunk)")
-                    var dx = [Float](repeating: .nan, count: g.inputCount)
-                    var dk = [Float](repeating: .nan, count: g.kernelCount)
-                    var db = [Float](repeating: .nan, count: g.cOut)
-                    try DenseConv.backward(p, gradOutput: gy, x: x, kernel: k, dx: &dx, dKernel: &dk, dbias: &db)
-                    assertClose(dx, dxR, 1e-5, "dx \(g)")
-                    assertClose(dk, dkR, 1e-5, "dK \(g)")
-                    assertClose(db, dbR, 1e-5, "dbias \(g)")
+                    try check(p, x, k, bias, gy, (yb, dxR, dkR, dbR), "\(g) chunk \(chunk)")
                 }
             }
         }
+    }
+
+    /// The Winograd height mode (kh = 3, height stride and dilation 1) against the direct
+    /// convolution and the full lowering: heights 1...7, height paddings 0...2, widths with
+    /// kw = 1 and 3, width stride 1 and 2, width padding and dilation, batches 1 and 3, 1 and 2
+    /// workers.
+    func testWinogradModeMatchesDirect() throws {
+        var rng = ConvRandom(12)
+        var checked = 0
+        for height in 1...7 { for ph in 0...2 { for (kw, sw, pw, dw) in [(1, 1, 0, 1), (3, 1, 1, 1), (3, 2, 0, 1), (1, 2, 1, 1), (3, 1, 2, 2)] {
+            let width = 3 + height % 3, batch = 1 + 2 * (height % 2)
+            guard height + 2 * ph >= 3, width + 2 * pw >= dw * (kw - 1) + 1 else { continue }
+            let g = try ConvGeometry(batch: batch, cIn: 3, height: height, width: width, cOut: 2, kh: 3, kw: kw,
+                                     stride: (1, sw), padding: (ph, pw), dilation: (1, dw))
+            let x = rng.array(g.inputCount), k = rng.array(g.kernelCount), bias = rng.array(g.cOut)
+            let gy = rng.array(g.outputCount)
+            var yR = naiveConv(x, k, g)
+            for i in 0..<yR.count { yR[i] += Double(bias[(i / g.outPlane) % g.cOut]) }
+            let (dxR, dkR, dbR) = naiveConvBackward(gy, x, k, g)
+            for workers in [1, 2] {
+                let p = try DenseConv.Plan(g, workers: workers, winograd: true)
+                XCTAssertNotNil(p.winograd)
+                try check(p, x, k, bias, gy, (yR, dxR, dkR, dbR), "\(g)")
+                checked += 1
+            }
+            XCTAssertNil(try DenseConv.Plan(g, winograd: false).winograd)
+        } } }
+        XCTAssertGreaterThan(checked, 80)
+    }
+
+    /// Runs the plan forward and backward and compares y, dx, dK, dbias with the references.
+    func check(_ p: DenseConv.Plan, _ x: [Float], _ k: [Float], _ bias: [Float], _ gy: [Float],
+               _ want: (y: [Double], dx: [Double], dk: [Double], db: [Double]), _ what: String) throws {
+        let g = p.geometry
+        var y = [Float](repeating: .nan, count: g.outputCount)
+        try DenseConv.forward(p, x: x, kernel: k, bias: bias, y: &y)
+        var dx = [Float](repeating: .nan, count: g.inputCount)
+        var dk = [Float](repeating: .nan, count: g.kernelCount)
+        var db = [Float](repeating: .nan, count: g.cOut)
+        try DenseConv.backward(p, gradOutput: gy, x: x, kernel: k, dx: &dx, dKernel: &dk, dbias: &db)
+        assertClose(y, want.y, 2e-5, "y " + what)
+        assertClose(dx, want.dx, 2e-5, "dx " + what)
+        assertClose(dk, want.dk, 2e-5, "dK " + what)
+        assertClose(db, want.db, 2e-5, "dbias " + what)
     }
 
     func testCallerWorkspace() throws {

@@ -211,6 +211,29 @@ def test_lowrank_winograd_height_stage(h, pad, rank):
         close(got["bias"], want["bias"], what="dbias")
 
 
+@pytest.mark.parametrize("h,pad,kw,sw", [(1, 1, 3, 1), (2, 1, 1, 1), (3, 0, 3, 2), (4, 2, 3, 1), (5, 1, 1, 2),
+                                        (6, 0, 3, 1), (7, 2, 3, 1), (12, 1, 3, 1)])
+def test_conv2d_winograd_height_mode(h, pad, kw, sw):
+    """kh = 3 with height stride and dilation 1 and c_in*kw >= 8: the dense conv runs its
+    height taps as Winograd F(2, 3) over the width-lowered input (or x itself for kw = 1,
+    stride 1). Forward and backward against the float64 reference."""
+    rng = np.random.default_rng(1000 + 10 * h + pad)
+    n, ci, co, w = 3, 8, 5, 7
+    x = rand(rng, n, ci, h, w)
+    K = rand(rng, co, ci, 3, kw, scale=0.3)
+    b = rand(rng, co)
+    pw = kw // 2
+    opts = dict(stride=(1, sw), padding=(pad, pw))
+    y = conv.conv2d(x, K, bias=b, **opts)
+    close(y, ref.conv2d(x, K, (1, sw), (pad, pw), 1, b), what="y")
+    g = rand(rng, *y.shape)
+    got = conv.conv2d_backward(g, x, K, bias=b, **opts)
+    dx, dK, db = ref.conv2d_backward(g, x, K, (1, sw), (pad, pw), 1)
+    close(got["x"], dx, rtol=5e-5, what="dx")
+    close(got["K"], dK, rtol=5e-5, what="dK")
+    close(got["bias"], db, what="dbias")
+
+
 @pytest.mark.parametrize("batch", [1, 6, 7])
 def test_thread_counts_agree(batch):
     """The batch is split over min(threads, batch) workers, each with its own partial kernel

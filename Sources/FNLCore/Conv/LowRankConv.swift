@@ -292,10 +292,7 @@ public enum LowRankConv {
                         let ldT = p.ldT, nT = nb * wino.columnsPerImage
                         wino.inputTransform(z, channels: r, channelStride: ldz, imageStride: p.midPlane, images: nb,
                                             into: x2, ld: ldT)
-                        for xi in 0..<4 {
-                            Blas.gemm(false, false, g.cOut, nT, r, 1, aw + xi * g.cOut * r, r,
-                                      x2 + xi * r * ldT, ldT, 0, ycm + xi * g.cOut * ldT, ldT)
-                        }
+                        WinogradHeight.forwardProducts(aw, x2, into: ycm, outRows: g.cOut, inRows: r, columns: nT, ld: ldT)
                         wino.outputTransform(ycm, channels: g.cOut, ld: ldT, images: nb, bias: bias,
                                              into: y + n0 * g.cOut * g.outPlane)
                         return

@@ -117,16 +117,12 @@ extension LowRankConv {
                             if let wino {
                                 // dAw_xi += dYt_xi Zt_xi^T; dZt_xi = Aw_xi^T dYt_xi (over Zt); dz = B dZt.
                                 let ldT = p.ldT, nT = nb * wino.columnsPerImage, (zt, dyt) = (x2, gcm)
-                                let dAww = dAwAll + w * awCount, plane = g.cOut * r
+                                let dAww = dAwAll + w * awCount
                                 wino.inputTransform(z, channels: r, channelStride: ldz, imageStride: p.midPlane,
                                                     images: nb, into: zt, ld: ldT)
                                 wino.gradOutputTransform(gyc, channels: g.cOut, images: nb, into: dyt, ld: ldT)
-                                for xi in 0..<4 {
-                                    Blas.gemm(false, true, g.cOut, r, nT, 1, dyt + xi * g.cOut * ldT, ldT,
-                                              zt + xi * r * ldT, ldT, beta, dAww + xi * plane, r)
-                                    Blas.gemm(true, false, r, nT, g.cOut, 1, aw + xi * plane, r,
-                                              dyt + xi * g.cOut * ldT, ldT, 0, zt + xi * r * ldT, ldT)
-                                }
+                                WinogradHeight.backwardProducts(aw, dyt, zt, beta: beta, into: dAww, outRows: g.cOut,
+                                                                inRows: r, columns: nT, ld: ldT)
                                 wino.gradInputTransform(zt, channels: r, ld: ldT, images: nb, into: zbuf,
                                                         channelStride: ld1, imageStride: p.midPlane)
                             } else {

@@ -83,6 +83,31 @@ public struct WinogradHeight {
         }
     }
 
+    /// Ot_xi = Kt_xi It_xi for the four points: Kt (4 x outRows x inRows, consecutive), It
+    /// (4 x inRows x ld), Ot (4 x outRows x ld), `columns` columns.
+    public static func forwardProducts(_ kt: UnsafePointer<Float>, _ it: UnsafePointer<Float>,
+                                       into ot: UnsafeMutablePointer<Float>, outRows: Int, inRows: Int,
+                                       columns: Int, ld: Int) {
+        for xi in 0..<4 {
+            Blas.gemm(false, false, outRows, columns, inRows, 1, kt + xi * outRows * inRows, inRows,
+                      it + xi * inRows * ld, ld, 0, ot + xi * outRows * ld, ld)
+        }
+    }
+
+    /// The products of the backward pass for the four points: dKt_xi = beta dKt_xi + dOt_xi
+    /// It_xi^T, then dIt_xi = Kt_xi^T dOt_xi written over It_xi.
+    public static func backwardProducts(_ kt: UnsafePointer<Float>, _ dot: UnsafePointer<Float>,
+                                        _ it: UnsafeMutablePointer<Float>, beta: Float, into dkt: UnsafeMutablePointer<Float>,
+                                        outRows: Int, inRows: Int, columns: Int, ld: Int) {
+        let plane = outRows * inRows
+        for xi in 0..<4 {
+            Blas.gemm(false, true, outRows, inRows, columns, 1, dot + xi * outRows * ld, ld,
+                      it + xi * inRows * ld, ld, beta, dkt + xi * plane, inRows)
+            Blas.gemm(true, false, inRows, columns, outRows, 1, kt + xi * plane, inRows,
+                      dot + xi * outRows * ld, ld, 0, it + xi * inRows * ld, ld)
+        }
+    }
+
     /// Input row k (0..<4) of tile t, or nil in the padding.
     @inline(__always)
     private func inputRow(_ t: Int, _ k: Int) -> Int? {
