@@ -1,5 +1,7 @@
-/// Winograd F(2, 3) along the height axis, for the kh x 1 stage of the fused low-rank
-/// convolution when kh = 3, the height stride and dilation are 1 (any padding):
+/// Winograd F(2, 3) along the height axis when kh = 3 and the height stride and dilation are 1
+/// (any padding): the kh x 1 stage of the fused low-rank convolution (z = its intermediate, r
+/// its rank) and the height taps of the dense convolution (z = the width-lowered input,
+/// r = c_in*kw; `DenseConv+Winograd.swift`):
 ///
 ///     y[o, n, h, w] = sum_{a < 3} sum_j A'[o, a*r + j] z[j, n, h - ph + a, w]
 ///
@@ -31,7 +33,7 @@ public struct WinogradHeight {
     public let width: Int
     public let padding: Int
 
-    /// The smallest rank for which the fused path uses it by default. Measured on the 2-core
+    /// The smallest rank (c_in*kw for the dense convolution) for which it is used by default. Measured on the 2-core
     /// EPYC (fwd+bwd, N=128, k=3, pad 1): r = 5 0.93x-0.94x of the lowered stage, r = 16 1.11x-1.15x,
     /// r = 19 0.99x-1.12x, r = 64 1.05x-1.15x; below ~8 the four thin products cost more than
     /// the multiplications they save.
