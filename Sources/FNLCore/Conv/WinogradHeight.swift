@@ -33,10 +33,11 @@ public struct WinogradHeight {
     public let width: Int
     public let padding: Int
 
-    /// The smallest rank (c_in*kw for the dense convolution) for which it is used by default. Measured on the 2-core
-    /// EPYC (fwd+bwd, N=128, k=3, pad 1): r = 5 0.93x-0.94x of the lowered stage, r = 16 1.11x-1.15x,
-    /// r = 19 0.99x-1.12x, r = 64 1.05x-1.15x; below ~8 the four thin products cost more than
-    /// the multiplications they save.
+    /// The smallest rank (c_in*kw for the dense convolution) for which it is used by default.
+    /// Measured on the 2-core EPYC for the low-rank stage (fwd+bwd, N=128, k=3, pad 1): r = 5
+    /// 0.93x-0.94x of the lowered stage, r = 16 1.11x-1.15x, r = 19 0.99x-1.12x, r = 64
+    /// 1.05x-1.15x; below ~8 the four thin products cost more than the multiplications they
+    /// save. Dense, c_in*kw = 48 and 192: 1.21x-1.51x.
     public static let minimumRank = 8
 
     /// Applies to an axis with kernel 3, stride 1 and dilation 1.
