@@ -52,6 +52,21 @@ final class ConvDenseTests: XCTestCase {
         XCTAssertGreaterThan(checked, 80)
     }
 
+    /// Where the transformed matrices would exceed the BLAS limits (twice the columns of the
+    /// lowered form per row of the products), the plan falls back to the full lowering.
+    func testWinogradFallsBackWhenTooLarge() throws {
+        // Lowered: 8 x 3*2^26 outputs (1.6e9 elements, fits); transformed: 4*8 x 2*2^26 (4.3e9, does not).
+        let g = try ConvGeometry(batch: 1, cIn: 1, height: 3, width: 1 << 26, cOut: 8, kh: 3, kw: 1,
+                                 stride: (1, 1), padding: (1, 0), dilation: (1, 1))
+        let p = try DenseConv.Plan(g, winograd: true)
+        XCTAssertNil(p.winograd)
+        XCTAssertNotNil(try DenseConv.Plan(try ConvGeometry(batch: 1, cIn: 1, height: 3, width: 64, cOut: 1, kh: 3, kw: 1,
+                                                            stride: (1, 1), padding: (1, 0), dilation: (1, 1)),
+                                           winograd: true).winograd)
+        let lr = try LowRankConv.Plan(g, ranks: [1], path: .fused, winograd: true)
+        XCTAssertNil(lr.winograd)
+    }
+
     /// Runs the plan forward and backward and compares y, dx, dK, dbias with the references.
     func check(_ p: DenseConv.Plan, _ x: [Float], _ k: [Float], _ bias: [Float], _ gy: [Float],
                _ want: (y: [Double], dx: [Double], dk: [Double], db: [Double]), _ what: String) throws {

@@ -188,6 +188,12 @@ def test_absurd_sizes():
         conv.lowrank_conv2d(one, f32(1, 1), f32(1, 1), 1, padding=(2**31 - 1, 0), stride=1)
     with pytest.raises(ValueError, match=r"\[fnl.lowrank_conv2d\] U must have c_out\*kh rows"):
         conv.lowrank_conv2d(one, f32(1, 1), f32(1, 1), (2**31 - 1, 1))
+    # 3x3 kernels with stride 1 (the Winograd height forms) and a huge height padding.
+    x3 = f32(1, 3, 1, 1)
+    with pytest.raises(ValueError, match=r"\[fnl.conv2d\] .*exceeds"):
+        conv.conv2d(x3, f32(4, 3, 3, 3), padding=(2**30, 1))
+    with pytest.raises(ValueError, match=r"\[fnl.lowrank_conv2d\] .*exceeds"):
+        conv.lowrank_conv2d(x3, f32(4 * 3, 8), f32(3 * 3, 8), 3, padding=(2**30, 1))
 
 
 def test_workspace_protocol_violation():

@@ -42,7 +42,8 @@ public enum DenseConv {
                                      imageStride: g.cIn * g.inPlane, rowStrideChannel: g.kw, rowStrideTap: 1)
             let rowsL = lowering.rowCount, rowsW = g.cIn * g.kw
             let use = allowed ?? (rowsW >= WinogradHeight.minimumRank)
-            let wino = use && WinogradHeight.applies(g.h) ? WinogradHeight(g.h, width: g.w.output) : nil
+            let candidate = use && WinogradHeight.applies(g.h) ? WinogradHeight(g.h, width: g.w.output) : nil
+            let wino = candidate.flatMap { $0.fits(rows: max(rowsW, g.cOut)) ? $0 : nil }
             winograd = wino
             let midPlane = g.h.size * g.w.output
             let perImage = wino.map { ConvWorkspace.saturatingSumOfProducts(

@@ -86,7 +86,10 @@ public enum LowRankConv {
             } else {
                 dense = nil
                 let midPlane = g.h.size * g.w.output
-                let wino = (allowed ?? (rank >= WinogradHeight.minimumRank)) && WinogradHeight.applies(g.h) ? WinogradHeight(g.h, width: g.w.output) : nil
+                let r0 = ranks[s]
+                let use = allowed ?? (r0 >= WinogradHeight.minimumRank)
+                var wino = use && WinogradHeight.applies(g.h) ? WinogradHeight(g.h, width: g.w.output) : nil
+                if let w = wino, !w.fits(rows: max(r0, g.cOut)) { wino = nil }
                 winograd = wino
                 let r = ranks[s], tiled = wino?.columnsPerImage ?? 0
                 let stage2: [[Int]] = wino != nil ? [[4, r, tiled], [4, g.cOut, tiled]]

@@ -49,6 +49,14 @@ public struct WinogradHeight {
         height = axis.size; outHeight = axis.output; padding = axis.padding; self.width = width
     }
 
+    /// Whether the transformed matrices of one image with up to `rows` rows stay within the
+    /// BLAS limits (else the lowered form is used: it needs half the columns).
+    public func fits(rows: Int) -> Bool {
+        let (cols, o1) = columnsPerImage.addingReportingOverflow(32)
+        let (n, o2) = (4 * rows).multipliedReportingOverflow(by: cols)
+        return !o1 && !o2 && n <= Int(Int32.max)
+    }
+
     /// Tiles of two output rows per image.
     public var tiles: Int { (outHeight + 1) / 2 }
     /// Columns of the transformed matrices per image.
