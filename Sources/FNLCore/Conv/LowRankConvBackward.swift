@@ -57,10 +57,11 @@ extension LowRankConv {
             // D, kw*r x c_in) in place; workers 1... into partial sums added in worker order
             // after the parallel region.
             let dACount = p.rowsW * r, dBCount = r * cols
-            // Winograd stage 2: Aw_xi and, per worker, dAw_xi (4 matrices of c_out x r each).
+            // Winograd stage 2: Aw_xi and, per worker, dAw_xi (4 matrices of c_out x r each),
+            // which replace the dA' partial sums.
             let wino = p.winograd, awCount = 4 * g.cOut * r
             try withScratch([dACount, dBCount, c.vCount, transposed ? dBCount : 1, transposed ? dBCount : 1,
-                             partialsOf * dACount, partialsOf * dBCount,
+                             wino != nil ? 1 : partialsOf * dACount, partialsOf * dBCount,
                              wino != nil ? awCount : 1, wino != nil ? split.workers * awCount : 1],
                             "the factor gradients") { sg in
                 let (aw, dAwAll) = (sg[7], sg[8])
