@@ -163,14 +163,8 @@ final class ConvLowRankTests: XCTestCase {
 }
 
 func withPointers<R>(_ arrays: [[Float]], _ body: ([UnsafePointer<Float>]) throws -> R) rethrows -> R {
-    var ptrs: [UnsafeMutablePointer<Float>] = []
-    defer { ptrs.forEach { $0.deallocate() } }
-    for a in arrays {
-        let p = UnsafeMutablePointer<Float>.allocate(capacity: max(a.count, 1))
-        p.initialize(from: a, count: a.count)
-        ptrs.append(p)
-    }
-    return try body(ptrs.map { UnsafePointer($0) })
+    var copies = arrays
+    return try withMutablePointers(&copies) { try body($0.map { UnsafePointer($0) }) }
 }
 
 func withMutablePointers<R>(_ arrays: inout [[Float]], _ body: ([UnsafeMutablePointer<Float>]) throws -> R) rethrows -> R {

@@ -80,7 +80,7 @@ final class WorkerPool: @unchecked Sendable {
             pthread_mutex_unlock(&mutex)
             body(0)
             // Indices the pool could not take (a thread failed to start) run here.
-            for w in (helpers + 1)..<max(workers, helpers + 1) { body(w) }
+            for w in (helpers + 1)..<workers { body(w) }
             var spins = 0
             while pending.load(ordering: .acquiring) > 0 {
                 spins += 1
