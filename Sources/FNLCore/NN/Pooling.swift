@@ -30,6 +30,23 @@ public struct PoolGeometry {
     var planes: Int { n * c }
     var inPlane: Int { h * w }
     var outPlane: Int { oh * ow }
+    /// One window covering each whole unpadded plane (global pooling).
+    var isGlobal: Bool { oh == 1 && ow == 1 && ph == 0 && pw == 0 && kh == h && kw == w }
+
+    /// Output row oy's window: its first row (negative in the padding) and its rows inside the
+    /// input (never empty: every window overlaps the input).
+    @inline(__always)
+    func windowRows(_ oy: Int) -> (start: Int, inside: Range<Int>) {
+        let y0 = oy * sh - ph
+        return (y0, max(0, y0)..<min(h, y0 + kh))
+    }
+
+    /// Output column ox's window: its first column and its columns inside the input.
+    @inline(__always)
+    func windowCols(_ ox: Int) -> (start: Int, inside: Range<Int>) {
+        let x0 = ox * sw - pw
+        return (x0, max(0, x0)..<min(w, x0 + kw))
+    }
 }
 
 public enum Pooling {
@@ -41,16 +58,14 @@ public enum Pooling {
         Threads.parallelFor(g.planes, work: g.planes * g.outPlane * g.kh * g.kw) { p in
             let xp = x + p * g.inPlane, yp = y + p * g.outPlane, ip = idx + p * g.outPlane
             for oy in 0..<g.oh {
-                let y0 = oy * g.sh - g.ph
-                let ya = max(0, y0), yb = min(g.h, y0 + g.kh)
+                let rows = g.windowRows(oy).inside
                 for ox in 0..<g.ow {
-                    let x0 = ox * g.sw - g.pw
-                    let xa = max(0, x0), xb = min(g.w, x0 + g.kw)
-                    var arg = ya * g.w + xa
+                    let cols = g.windowCols(ox).inside
+                    var arg = rows.lowerBound * g.w + cols.lowerBound
                     var best = xp[arg]
-                    scan: for iy in ya..<yb {
+                    scan: for iy in rows {
                         let row = xp + iy * g.w
-                        for ix in xa..<xb {
+                        for ix in cols {
                             let v = row[ix]
                             if best.isNaN { break scan }
                             if v > best || v.isNaN { best = v; arg = iy * g.w + ix }
@@ -83,13 +98,13 @@ public enum Pooling {
     /// The averaging divisor of a window: its size clipped to the padded input
     /// (count_include_pad) or the number of input elements it covers.
     @inline(__always)
-    static func divisor(_ g: PoolGeometry, _ y0: Int, _ x0: Int, _ includePad: Bool) -> Float {
+    static func divisor(_ g: PoolGeometry, _ rows: (start: Int, inside: Range<Int>),
+                        _ cols: (start: Int, inside: Range<Int>), _ includePad: Bool) -> Float {
         if includePad {
-            let yb = min(y0 + g.kh, g.h + g.ph), xb = min(x0 + g.kw, g.w + g.pw)
-            return Float((yb - y0) * (xb - x0))
+            let yb = min(rows.start + g.kh, g.h + g.ph), xb = min(cols.start + g.kw, g.w + g.pw)
+            return Float((yb - rows.start) * (xb - cols.start))
         }
-        let ya = max(0, y0), yb = min(g.h, y0 + g.kh), xa = max(0, x0), xb = min(g.w, x0 + g.kw)
-        return Float((yb - ya) * (xb - xa))
+        return Float(rows.inside.count * cols.inside.count)
     }
 
     /// y = (sum over the window) / divisor.
@@ -97,22 +112,20 @@ public enum Pooling {
                                   y: UnsafeMutablePointer<Float>) throws {
         Threads.parallelFor(g.planes, work: g.planes * g.outPlane * g.kh * g.kw) { p in
             let xp = x + p * g.inPlane, yp = y + p * g.outPlane
-            if g.oh == 1 && g.ow == 1 && g.ph == 0 && g.pw == 0 && g.kh == g.h && g.kw == g.w {
+            if g.isGlobal {
                 yp[0] = Float(Reduce.sum(xp, g.inPlane) / Double(g.inPlane))   // global average
                 return
             }
             for oy in 0..<g.oh {
-                let y0 = oy * g.sh - g.ph
-                let ya = max(0, y0), yb = min(g.h, y0 + g.kh)
+                let rows = g.windowRows(oy)
                 for ox in 0..<g.ow {
-                    let x0 = ox * g.sw - g.pw
-                    let xa = max(0, x0), xb = min(g.w, x0 + g.kw)
+                    let cols = g.windowCols(ox)
                     var s: Float = 0
-                    for iy in ya..<yb {
+                    for iy in rows.inside {
                         let row = xp + iy * g.w
-                        for ix in xa..<xb { s += row[ix] }
+                        for ix in cols.inside { s += row[ix] }
                     }
-                    yp[oy * g.ow + ox] = s / divisor(g, y0, x0, includePad)
+                    yp[oy * g.ow + ox] = s / divisor(g, rows, cols, includePad)
                 }
             }
         }
@@ -123,21 +136,19 @@ public enum Pooling {
                                    dx: UnsafeMutablePointer<Float>) throws {
         Threads.parallelFor(g.planes, work: g.planes * (g.outPlane * g.kh * g.kw + g.inPlane)) { p in
             let dxp = dx + p * g.inPlane, dyp = dy + p * g.outPlane
-            if g.oh == 1 && g.ow == 1 && g.ph == 0 && g.pw == 0 && g.kh == g.h && g.kw == g.w {
+            if g.isGlobal {
                 dxp.update(repeating: dyp[0] / Float(g.inPlane), count: g.inPlane)
                 return
             }
             dxp.update(repeating: 0, count: g.inPlane)
             for oy in 0..<g.oh {
-                let y0 = oy * g.sh - g.ph
-                let ya = max(0, y0), yb = min(g.h, y0 + g.kh)
+                let rows = g.windowRows(oy)
                 for ox in 0..<g.ow {
-                    let x0 = ox * g.sw - g.pw
-                    let xa = max(0, x0), xb = min(g.w, x0 + g.kw)
-                    let v = dyp[oy * g.ow + ox] / divisor(g, y0, x0, includePad)
-                    for iy in ya..<yb {
+                    let cols = g.windowCols(ox)
+                    let v = dyp[oy * g.ow + ox] / divisor(g, rows, cols, includePad)
+                    for iy in rows.inside {
                         let row = dxp + iy * g.w
-                        for ix in xa..<xb { row[ix] += v }
+                        for ix in cols.inside { row[ix] += v }
                     }
                 }
             }
