@@ -147,7 +147,10 @@ def conv2d(
 
     x: (N, C_in, H, W); K: (C_out, C_in, kh, kw); bias: None or (C_out,). Returns y
     (N, C_out, H_out, W_out). Computed by lowering chunks of the batch (im2col) into one
-    matrix product each (OpenBLAS sgemm) over the engine's threads.
+    matrix product each (OpenBLAS sgemm), the batch split over the engine's threads. For
+    kh = 3 with height stride and dilation 1 (and C_in*kw >= 8) the input is lowered along
+    the width only and the three height taps run as Winograd F(2, 3): four products per two
+    output rows instead of six.
     """
     fn = "conv2d"
     opts = _options(fn, stride, padding, dilation, groups)
@@ -215,9 +218,10 @@ def lowrank_conv2d(
     a 1 x kw convolution (C_in -> r channels; width stride/padding/dilation) followed by a
     kh x 1 convolution (r -> C_out; height options), in one engine call, at
     2 N r (H W_out C_in kw + H_out W_out kh C_out) flops instead of
-    2 N H_out W_out C_out C_in kh kw. When forming K first is cheaper by that count (large or
-    overcomplete ranks), the engine composes and runs the dense convolution instead; both
-    paths agree to float32 rounding.
+    2 N H_out W_out C_out C_in kh kw (the kh x 1 stage by Winograd F(2, 3), 2/3 of its
+    multiplications, when kh = 3 with height stride and dilation 1 and r >= 8). When forming
+    K first is cheaper by that count (large or overcomplete ranks), the engine composes and
+    runs the dense convolution instead; both paths agree to float32 rounding.
     """
     fn = "lowrank_conv2d"
     geo, middle, ws, path = _lowrank_args(fn, kernel_size, stride, padding, dilation, groups, middle, workspace, _path)
