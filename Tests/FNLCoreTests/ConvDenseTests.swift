@@ -24,14 +24,14 @@ final class ConvDenseTests: XCTestCase {
         }
     }
 
-    /// The Winograd height mode (kh = 3, height stride and dilation 1) against the direct
-    /// convolution and the full lowering: heights 1...7, height paddings 0...2, widths with
-    /// kw = 1 and 3, width stride 1 and 2, width padding and dilation, batches 1 and 3, 1 and 2
-    /// workers.
+    /// The Winograd height mode (kh = 3, height stride and dilation 1), F(2, 3) and F(4, 3),
+    /// against the direct convolution and the full lowering: heights 1...9 (partial last
+    /// tiles of both sizes), height paddings 0...2, widths with kw = 1 and 3, width stride 1
+    /// and 2, width padding and dilation, batches 1 and 3, 1 and 2 workers.
     func testWinogradModeMatchesDirect() throws {
         var rng = ConvRandom(12)
         var checked = 0
-        for height in 1...7 { for ph in 0...2 { for (kw, sw, pw, dw) in [(1, 1, 0, 1), (3, 1, 1, 1), (3, 2, 0, 1), (1, 2, 1, 1), (3, 1, 2, 2)] {
+        for height in 1...9 { for ph in 0...2 { for (kw, sw, pw, dw) in [(1, 1, 0, 1), (3, 1, 1, 1), (3, 2, 0, 1), (1, 2, 1, 1), (3, 1, 2, 2)] {
             let width = 3 + height % 3, batch = 1 + 2 * (height % 2)
             guard height + 2 * ph >= 3, width + 2 * pw >= dw * (kw - 1) + 1 else { continue }
             let g = try ConvGeometry(batch: batch, cIn: 3, height: height, width: width, cOut: 2, kh: 3, kw: kw,
@@ -41,15 +41,15 @@ final class ConvDenseTests: XCTestCase {
             var yR = naiveConv(x, k, g)
             for i in 0..<yR.count { yR[i] += Double(bias[(i / g.outPlane) % g.cOut]) }
             let (dxR, dkR, dbR) = naiveConvBackward(gy, x, k, g)
-            for workers in [1, 2] {
-                let p = try DenseConv.Plan(g, workers: workers, winograd: true)
-                XCTAssertNotNil(p.winograd)
-                try check(p, x, k, bias, gy, (yR, dxR, dkR, dbR), tolerance: 2e-5, "\(g)")
+            for workers in [1, 2] { for tile in [2, 4] {
+                let p = try DenseConv.Plan(g, workers: workers, winograd: true, winogradTile: tile)
+                XCTAssertEqual(p.winograd?.m, tile)
+                try check(p, x, k, bias, gy, (yR, dxR, dkR, dbR), tolerance: 2e-5, "\(g) F(\(tile), 3)")
                 checked += 1
-            }
+            } }
             XCTAssertNil(try DenseConv.Plan(g, winograd: false).winograd)
         } } }
-        XCTAssertGreaterThan(checked, 80)
+        XCTAssertGreaterThan(checked, 200)
     }
 
     /// Where the transformed matrices would exceed the BLAS limits (twice the columns of the

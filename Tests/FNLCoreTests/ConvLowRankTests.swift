@@ -96,13 +96,13 @@ final class ConvLowRankTests: XCTestCase {
         }
     }
 
-    /// Stage 2 by Winograd F(2, 3) equals the lowered stage 2 and the direct convolution, over
-    /// heights 1...7 (odd output heights leave half a tile), paddings 0...2, widths 1 and 5,
+    /// Stage 2 by Winograd F(2, 3) and F(4, 3) equals the lowered stage 2 and the direct
+    /// convolution, over heights 1...9 (partial last tiles), paddings 0...2, widths 1 and 5,
     /// batches 1 and 3, 1 and 2 workers, with and without the saved intermediate and bias.
     func testWinogradStage2MatchesLowered() throws {
         var rng = ConvRandom(21)
         var checked = 0
-        for height in 1...7 { for padding in 0...2 { for width in [1, 5] { for batch in [1, 3] {
+        for height in 1...9 { for padding in 0...2 { for width in [1, 5] { for batch in [1, 3] {
             guard height + 2 * padding >= 3 else { continue }
             let g = try ConvGeometry(batch: batch, cIn: 3, height: height, width: width, cOut: 4, kh: 3, kw: 3,
                                      stride: (1, 1), padding: (padding, 1), dilation: (1, 1))
@@ -111,14 +111,15 @@ final class ConvLowRankTests: XCTestCase {
                 let x = rng.array(g.inputCount), gy = rng.array(g.outputCount), bias = rng.array(g.cOut)
                 var yR = naiveConv(x, f.kernel(g, ranks), g)
                 for i in 0..<yR.count { yR[i] += Double(bias[(i / g.outPlane) % g.cOut]) }
-                for workers in [1, 2] {
-                    let wino = try LowRankConv.Plan(g, ranks: ranks, path: .fused, workers: workers, winograd: true)
+                for workers in [1, 2] { for tile in [2, 4] {
+                    let wino = try LowRankConv.Plan(g, ranks: ranks, path: .fused, workers: workers, winograd: true,
+                                                    winogradTile: tile)
                     let lowered = try LowRankConv.Plan(g, ranks: ranks, path: .fused, workers: workers, winograd: false)
-                    XCTAssertNotNil(wino.winograd)
+                    XCTAssertEqual(wino.winograd?.m, tile)
                     XCTAssertNil(lowered.winograd)
                     let saved = workers == 2
                     let a = try run(wino, f, x, bias, gy, saved: saved), b = try run(lowered, f, x, bias, gy, saved: saved)
-                    let what = "\(g) ranks \(ranks) workers \(workers)"
+                    let what = "\(g) ranks \(ranks) workers \(workers) F(\(tile), 3)"
                     assertClose(a.y, yR, 2e-5, "y " + what)
                     assertClose(a.y, b.y.map { Double($0) }, 2e-5, "y vs lowered " + what)
                     assertClose(a.dx, b.dx.map { Double($0) }, 2e-5, "dx " + what)
@@ -127,10 +128,10 @@ final class ConvLowRankTests: XCTestCase {
                     assertClose(a.db, b.db.map { Double($0) }, 2e-5, "dbias " + what)
                     for (m, n) in zip(a.dm, b.dm) { assertClose(m, n.map { Double($0) }, 2e-5, "dM " + what) }
                     checked += 1
-                }
+                } }
             }
         } } } }
-        XCTAssertGreaterThan(checked, 100)
+        XCTAssertGreaterThan(checked, 250)
     }
 
     func testAutoPathByOperationCount() throws {

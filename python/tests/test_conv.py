@@ -234,6 +234,36 @@ def test_conv2d_winograd_height_mode(h, pad, kw, sw):
     close(got["bias"], db, what="dbias")
 
 
+@pytest.mark.parametrize("h,pad", [(16, 1), (17, 1), (19, 2)])
+def test_winograd_f43_height_forms(h, pad):
+    """At least 16 output rows and products of >= 64 rows on both sides: both Winograd
+    height forms use F(4, 3) (6 products per 4 output rows; partial last tiles for 17 and 19
+    rows). The low-rank conv (r = c_out = 64) and the dense conv against the float64
+    reference, forward and every gradient."""
+    rng = np.random.default_rng(4000 + 10 * h + pad)
+    n, ci, co, w, r = 1, 24, 64, 3, 64
+    x = rand(rng, n, ci, h, w)
+    b = rand(rng, co)
+    U, V = rand(rng, co * 3, r, scale=0.1), rand(rng, ci * 3, r, scale=0.1)
+    opts = dict(padding=(pad, 1), bias=b)
+    y, z = conv.lowrank_conv2d_forward(x, U, V, 3, _path="fused", **opts)
+    close(y, ref.lowrank_conv2d(x, U, V, (3, 3), 1, (pad, 1), 1, b, None), what="y")
+    g = rand(rng, *y.shape)
+    want = ref.lowrank_conv2d_backward(g, x, U, V, (3, 3), 1, (pad, 1), 1, None)
+    got = conv.lowrank_conv2d_backward(g, x, U, V, 3, _path="fused", intermediate=z, **opts)
+    for name in ("x", "U", "V"):
+        close(got[name], want[name], rtol=5e-5, what=f"d{name}")
+    close(got["bias"], want["bias"], what="dbias")
+    K = rand(rng, co, ci, 3, 3, scale=0.1)
+    y = conv.conv2d(x, K, **opts)
+    close(y, ref.conv2d(x, K, 1, (pad, 1), 1, b), what="dense y")
+    got = conv.conv2d_backward(g, x, K, **opts)
+    dx, dK, db = ref.conv2d_backward(g, x, K, 1, (pad, 1), 1)
+    close(got["x"], dx, rtol=5e-5, what="dense dx")
+    close(got["K"], dK, rtol=5e-5, what="dense dK")
+    close(got["bias"], db, what="dense dbias")
+
+
 @pytest.mark.parametrize("batch", [1, 6, 7])
 def test_thread_counts_agree(batch):
     """The batch is split over min(threads, batch) workers, each with its own partial kernel

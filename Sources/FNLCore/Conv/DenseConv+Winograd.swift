@@ -5,9 +5,9 @@
 ///     L1 = the width lowering of x (rows (c, b), columns (n, h, ow): no height taps),
 ///     y  = sum_a K_a L1[rows, h - ph + a]   with   K_a[o, c*kw + b] = K[o, c, a, b],
 ///
-/// and the height taps run as Winograd F(2, 3) (`WinogradHeight`): 4 products of
-/// c_out x c_in*kw per two output rows instead of 6, 1.5x fewer multiplications than the full
-/// lowering, which also writes 3x instead of 9x the input. Backward: dK from the Winograd
+/// and the height taps run as Winograd F(2, 3) or F(4, 3) (`WinogradHeight`): 4 products of
+/// c_out x c_in*kw per two output rows instead of 6 (or 6 per four instead of 12), 1.5x (2x)
+/// fewer multiplications than the full lowering, which also writes 3x instead of 9x the input. Backward: dK from the Winograd
 /// kernel gradient, dx = lift1 of the Winograd input gradient.
 extension DenseConv {
     /// A'[o, a*rows + c*kw + b] = K[o, c, a, b] (rows = c_in*kw), the layout of `WinogradHeight`.
@@ -41,7 +41,7 @@ extension DenseConv {
                                 workspace s: [UnsafeMutablePointer<Float>]) throws {
         guard let wino = p.winograd else { return }
         let g = p.geometry, rows = g.cIn * g.kw, ldT = p.ldT
-        try withScratch([g.cOut * 3 * rows, 4 * g.cOut * rows], "the Winograd kernel") { ks in
+        try withScratch([g.cOut * 3 * rows, wino.points * g.cOut * rows], "the Winograd kernel") { ks in
             let (a, kt) = (ks[0], ks[1])
             heightMajor(k, g, into: a)
             wino.kernelTransform(a, cOut: g.cOut, rank: rows, into: kt)
@@ -50,7 +50,7 @@ extension DenseConv {
                 let nT = nb * wino.columnsPerImage
                 let (src, cs, ims) = widthLowered(p, x + n0 * g.cIn * g.inPlane, images: nb, buffer: l1)
                 wino.inputTransform(src, channels: rows, channelStride: cs, imageStride: ims, images: nb, into: it, ld: ldT)
-                WinogradHeight.forwardProducts(kt, it, into: ot, outRows: g.cOut, inRows: rows, columns: nT, ld: ldT)
+                wino.forwardProducts(kt, it, into: ot, outRows: g.cOut, inRows: rows, columns: nT, ld: ldT)
                 wino.outputTransform(ot, channels: g.cOut, ld: ldT, images: nb, bias: bias,
                                      into: y + n0 * g.cOut * g.outPlane)
             }
@@ -63,7 +63,7 @@ extension DenseConv {
                                  workspace s: [UnsafeMutablePointer<Float>]) throws {
         guard let wino = p.winograd else { return }
         let g = p.geometry, rows = g.cIn * g.kw, ldT = p.ldT, split = p.split
-        let ktCount = 4 * g.cOut * rows
+        let ktCount = wino.points * g.cOut * rows
         try withScratch([g.cOut * 3 * rows, ktCount, split.workers * ktCount], "the Winograd kernel") { ks in
             let (a, kt, dKtAll) = (ks[0], ks[1], ks[2])
             heightMajor(k, g, into: a)
@@ -81,7 +81,7 @@ extension DenseConv {
                     let (src, cs, ims) = widthLowered(p, xc, images: nb, buffer: l1)
                     wino.inputTransform(src, channels: rows, channelStride: cs, imageStride: ims, images: nb, into: it, ld: ldT)
                     wino.gradOutputTransform(gyc, channels: g.cOut, images: nb, into: dot, ld: ldT)
-                    WinogradHeight.backwardProducts(kt, dot, it, beta: beta, into: dKtw, outRows: g.cOut, inRows: rows,
+                    wino.backwardProducts(kt, dot, it, beta: beta, into: dKtw, outRows: g.cOut, inRows: rows,
                                                     columns: nT, ld: ldT)
                     if p.widthLowering.cols.isIdentity {
                         wino.gradInputTransform(it, channels: rows, ld: ldT, images: nb, into: dxc,

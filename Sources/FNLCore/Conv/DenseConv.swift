@@ -15,8 +15,8 @@ import Darwin
 ///     dK = sum over chunks of G L^T,   dx = lift(K^T G),   dbias[o] = sum_{n, p} G[n, o, p].
 ///
 /// For kh = 3 with height stride and dilation 1 (and c_in*kw >= 8) the height taps run as
-/// Winograd F(2, 3) instead (`DenseConv+Winograd.swift`; measured 1.2x-1.5x faster fwd+bwd at
-/// ResNet shapes). The batch is split over the engine's workers (`BatchSplit`).
+/// Winograd F(2, 3) or F(4, 3) instead (`DenseConv+Winograd.swift`; F(2, 3) measured 1.2x-1.5x
+/// faster fwd+bwd at ResNet shapes, F(4, 3) 1.1x-1.16x faster again where it is chosen). The batch is split over the engine's workers (`BatchSplit`).
 public enum DenseConv {
     public struct Plan {
         public let geometry: ConvGeometry
@@ -24,17 +24,18 @@ public enum DenseConv {
         public let split: BatchSplit
         public let lowering: Lowering
 
-        /// The height axis by Winograd F(2, 3) (kh = 3, height stride and dilation 1, c_in*kw >=
+        /// The height axis by Winograd F(m, 3) (kh = 3, height stride and dilation 1, c_in*kw >=
         /// `WinogradHeight.minimumRank`): x is lowered along the width only (`widthLowering`,
-        /// c_in*kw rows over every input row) and the three height taps become four products
+        /// c_in*kw rows over every input row) and the three height taps become m + 2 products
         /// (`DenseConv+Winograd.swift`); nil: the full lowering and one product.
         public let winograd: WinogradHeight?
         /// The width-only lowering of the Winograd mode: rows (c, b) = c*kw + b, columns (n, h, ow).
         public let widthLowering: Lowering
 
-        /// `winograd`: nil chooses, true or false forces the mode where it applies (tests).
+        /// `winograd`: nil chooses, true or false forces the mode where it applies (tests);
+        /// `winogradTile`: 2 or 4 forces F(2, 3) or F(4, 3), nil takes `WinogradHeight.Transform.preferred`.
         public init(_ g: ConvGeometry, chunkImages: Int = 0, workers: Int = Threads.count,
-                    winograd allowed: Bool? = nil) throws {
+                    winograd allowed: Bool? = nil, winogradTile: Int? = nil) throws {
             geometry = g
             lowering = Lowering(rows: g.h, cols: g.w, channels: g.cIn, channelStride: g.inPlane,
                                 imageStride: g.cIn * g.inPlane, rowStrideChannel: g.kh * g.kw, rowStrideTap: 1)
@@ -42,12 +43,13 @@ public enum DenseConv {
                                      imageStride: g.cIn * g.inPlane, rowStrideChannel: g.kw, rowStrideTap: 1)
             let rowsL = lowering.rowCount, rowsW = g.cIn * g.kw
             let use = allowed ?? (rowsW >= WinogradHeight.minimumRank)
-            let candidate = use && WinogradHeight.applies(g.h) ? WinogradHeight(g.h, width: g.w.output) : nil
+            let candidate = use && WinogradHeight.applies(g.h)
+                ? WinogradHeight(g.h, width: g.w.output, rows: min(rowsW, g.cOut), tile: winogradTile) : nil
             let wino = candidate.flatMap { $0.fits(rows: max(rowsW, g.cOut)) ? $0 : nil }
             winograd = wino
             let midPlane = g.h.size * g.w.output
             let perImage = wino.map { ConvWorkspace.saturatingSumOfProducts(
-                [[rowsW, midPlane], [4, rowsW, $0.columnsPerImage], [4, g.cOut, $0.columnsPerImage]]) }
+                [[rowsW, midPlane], [$0.points, rowsW, $0.columnsPerImage], [$0.points, g.cOut, $0.columnsPerImage]]) }
                 ?? ConvWorkspace.saturatingSumOfProducts([[rowsL, g.outPlane], [g.cOut, g.outPlane]])
             split = BatchSplit(batch: g.batch, perImage: perImage, forcedChunk: chunkImages, workers: workers)
             ld = ConvWorkspace.leadingDimension(ConvWorkspace.saturatingSumOfProducts([[split.chunk, g.outPlane]]))
@@ -55,8 +57,8 @@ public enum DenseConv {
                 ldWidth = ConvWorkspace.leadingDimension(ConvWorkspace.saturatingSumOfProducts([[split.chunk, midPlane]]))
                 ldT = ConvWorkspace.leadingDimension(ConvWorkspace.saturatingSumOfProducts([[split.chunk, wino.columnsPerImage]]))
                 try Dimensions.checkMatrix(rowsW, ldWidth, "the width-lowered input")
-                try Dimensions.checkMatrix(4 * rowsW, ldT, "the transformed input")
-                try Dimensions.checkMatrix(4 * g.cOut, ldT, "the transformed output")
+                try Dimensions.checkMatrix(wino.points * rowsW, ldT, "the transformed input")
+                try Dimensions.checkMatrix(wino.points * g.cOut, ldT, "the transformed output")
             } else {
                 ldWidth = 0
                 ldT = 0
@@ -79,7 +81,7 @@ public enum DenseConv {
         /// width-lowered input, its transform and the transformed output.
         var workerCounts: [Int] {
             let g = geometry, rowsW = g.cIn * g.kw
-            if winograd != nil { return [rowsW * ldWidth, 4 * rowsW * ldT, 4 * g.cOut * ldT] }
+            if let w = winograd { return [rowsW * ldWidth, w.points * rowsW * ldT, w.points * g.cOut * ldT] }
             return [lowering.rowCount * columns, geometry.cOut * columns, 0]
         }
         /// Parts of the workspace per worker.

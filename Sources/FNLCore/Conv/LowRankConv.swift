@@ -12,10 +12,11 @@
 ///        padding and dilation, over every input row (z is (r, N, H, outW), channel-major);
 ///     2. y = A' L2(z): a kh x 1 convolution, r -> c_out channels, with the height-axis
 ///        options, A' being A read as (c_out x kh*r) (rows of L2 ordered (a, j)); for kh = 3
-///        with height stride and dilation 1 and r >= 8, by Winograd F(2, 3) instead
-///        (`WinogradHeight`: 4 products per two output rows instead of 6).
-///   Cost 2 N r (H outW c_in kw + outH outW kh c_out) flops (the second term 2/3 of that
-///   with Winograd);
+///        with height stride and dilation 1 and r >= 8, by Winograd F(2, 3) or F(4, 3)
+///        instead (`WinogradHeight`: 4 products per two output rows instead of 6, or 6 per
+///        four instead of 12).
+///   Cost 2 N r (H outW c_in kw + outH outW kh c_out) flops (the second term 2/3 or 1/2 of
+///   that with Winograd);
 /// - **compose**: form W, map it to K and run `DenseConv`: 2 N outH outW c_out c_in kh kw flops
 ///   (plus the small product), cheaper for large or overcomplete ranks.
 ///
@@ -45,14 +46,15 @@ public enum LowRankConv {
         public var chunk: Int { batchSplit.chunk }
         /// The plan of the dense convolution of the compose path.
         public let dense: DenseConv.Plan?
-        /// Stage 2 by Winograd F(2, 3) along the height (fused path, kh = 3, height stride and
+        /// Stage 2 by Winograd F(m, 3) along the height (fused path, kh = 3, height stride and
         /// dilation 1), else nil: the stage is lowered.
         public let winograd: WinogradHeight?
 
         /// `winograd`: nil chooses (Winograd where it applies and r >= `WinogradHeight.minimumRank`);
         /// true or false forces it where it applies, or the lowered stage 2 (tests compare the two).
+        /// `winogradTile`: 2 or 4 forces F(2, 3) or F(4, 3), nil takes `WinogradHeight.Transform.preferred`.
         public init(_ g: ConvGeometry, ranks: [Int], path requested: Path = .auto, chunkImages: Int = 0,
-                    workers: Int = Threads.count, winograd allowed: Bool? = nil) throws {
+                    workers: Int = Threads.count, winograd allowed: Bool? = nil, winogradTile: Int? = nil) throws {
             try require(!ranks.isEmpty && ranks.count <= 65, "the chain must have 1..65 ranks, got \(ranks.count)")
             for (j, r) in ranks.enumerated() {
                 try require(r >= 1 && r <= ConvAxis.limit, "rank r_\(j) must be in 1..\(ConvAxis.limit), got \(r)")
@@ -88,19 +90,20 @@ public enum LowRankConv {
                 let midPlane = g.h.size * g.w.output
                 let r0 = ranks[s]
                 let use = allowed ?? (r0 >= WinogradHeight.minimumRank)
-                var wino = use && WinogradHeight.applies(g.h) ? WinogradHeight(g.h, width: g.w.output) : nil
+                var wino = use && WinogradHeight.applies(g.h)
+                    ? WinogradHeight(g.h, width: g.w.output, rows: min(r0, g.cOut), tile: winogradTile) : nil
                 if let w = wino, !w.fits(rows: max(r0, g.cOut)) { wino = nil }
                 winograd = wino
                 let r = ranks[s], tiled = wino?.columnsPerImage ?? 0
-                let stage2: [[Int]] = wino != nil ? [[4, r, tiled], [4, g.cOut, tiled]]
+                let stage2: [[Int]] = wino != nil ? [[wino!.points, r, tiled], [wino!.points, g.cOut, tiled]]
                     : [[g.kh, r, g.outPlane], [g.cOut, g.outPlane]]
                 let perImage = ConvWorkspace.saturatingSumOfProducts([[cols, midPlane], [rank, midPlane]] + stage2)
                 batchSplit = BatchSplit(batch: g.batch, perImage: perImage, forcedChunk: chunkImages, workers: workers)
                 let chunk = batchSplit.chunk
                 if let wino {
                     let ldT = ConvWorkspace.leadingDimension(ConvWorkspace.saturatingSumOfProducts([[chunk, wino.columnsPerImage]]))
-                    try Dimensions.checkMatrix(4 * g.cOut, ldT, "the transformed output of stage 2")
-                    try Dimensions.checkMatrix(4 * rank, ldT, "the transformed input of stage 2")
+                    try Dimensions.checkMatrix(wino.points * g.cOut, ldT, "the transformed output of stage 2")
+                    try Dimensions.checkMatrix(wino.points * rank, ldT, "the transformed input of stage 2")
                 }
                 try Dimensions.checkMatrix(cols, ConvWorkspace.leadingDimension(chunk * midPlane), "the lowered input of stage 1")
                 try Dimensions.checkMatrix(g.kh * rank, ConvWorkspace.leadingDimension(chunk * g.outPlane), "the lowered input of stage 2")
@@ -139,8 +142,8 @@ public enum LowRankConv {
         var ldT: Int { ConvWorkspace.leadingDimension(chunk * (winograd?.columnsPerImage ?? 0)) }
         var fusedCounts: [Int] {
             let g = geometry
-            if winograd != nil {
-                return [g.cIn * g.kw * ld1, rank * ld1, 4 * rank * ldT, 4 * g.cOut * ldT]
+            if let w = winograd {
+                return [g.cIn * g.kw * ld1, rank * ld1, w.points * rank * ldT, w.points * g.cOut * ldT]
             }
             return [g.cIn * g.kw * ld1, rank * ld1, g.kh * rank * ld2, g.cOut * ld2]
         }
@@ -257,7 +260,7 @@ public enum LowRankConv {
             }
             let transposed = p.transposedStage1Possible
             let tStage = transposed ? try p.transposedStage1(channelStride: intermediate == nil ? p.ld1 : g.batch * p.midPlane) : nil
-            try withScratch([transposed ? p.colsW * p.rank : 1, p.winograd != nil ? 4 * g.cOut * p.rank : 1],
+            try withScratch([transposed ? p.colsW * p.rank : 1, (p.winograd?.points ?? 0) * g.cOut * p.rank + 1],
                             "the stage matrices") { sm in
             let (mT, aw) = (sm[0], sm[1])
             if transposed { transposedStage1Matrix(p, bt: bt, into: mT) }
@@ -295,7 +298,7 @@ public enum LowRankConv {
                         let ldT = p.ldT, nT = nb * wino.columnsPerImage
                         wino.inputTransform(z, channels: r, channelStride: ldz, imageStride: p.midPlane, images: nb,
                                             into: x2, ld: ldT)
-                        WinogradHeight.forwardProducts(aw, x2, into: ycm, outRows: g.cOut, inRows: r, columns: nT, ld: ldT)
+                        wino.forwardProducts(aw, x2, into: ycm, outRows: g.cOut, inRows: r, columns: nT, ld: ldT)
                         wino.outputTransform(ycm, channels: g.cOut, ld: ldT, images: nb, bias: bias,
                                              into: y + n0 * g.cOut * g.outPlane)
                         return

@@ -59,7 +59,7 @@ extension LowRankConv {
             let dACount = p.rowsW * r, dBCount = r * cols
             // Winograd stage 2: Aw_xi and, per worker, dAw_xi (4 matrices of c_out x r each),
             // which replace the dA' partial sums.
-            let wino = p.winograd, awCount = 4 * g.cOut * r
+            let wino = p.winograd, awCount = (wino?.points ?? 0) * g.cOut * r
             try withScratch([dACount, dBCount, c.vCount, transposed ? dBCount : 1, transposed ? dBCount : 1,
                              wino != nil ? 1 : partialsOf * dACount, partialsOf * dBCount,
                              wino != nil ? awCount : 1, wino != nil ? split.workers * awCount : 1],
@@ -122,7 +122,7 @@ extension LowRankConv {
                                 wino.inputTransform(z, channels: r, channelStride: ldz, imageStride: p.midPlane,
                                                     images: nb, into: zt, ld: ldT)
                                 wino.gradOutputTransform(gyc, channels: g.cOut, images: nb, into: dyt, ld: ldT)
-                                WinogradHeight.backwardProducts(aw, dyt, zt, beta: beta, into: dAww, outRows: g.cOut,
+                                wino.backwardProducts(aw, dyt, zt, beta: beta, into: dAww, outRows: g.cOut,
                                                                 inRows: r, columns: nT, ld: ldT)
                                 wino.gradInputTransform(zt, channels: r, ld: ldT, images: nb, into: zbuf,
                                                         channelStride: ld1, imageStride: p.midPlane)
