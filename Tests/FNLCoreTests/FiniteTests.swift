@@ -16,6 +16,25 @@ final class FiniteTests: XCTestCase {
         }
     }
 
+    /// Arrays of at least `parallelCount` floats are scanned in parts by the workers: a bad
+    /// value in any part (first, last, at part boundaries) is found, at 1, 2 and 3 threads.
+    func testParallelScanFindsValuesInEveryPart() throws {
+        let saved = Threads.count
+        defer { try? Threads.set(saved) }
+        let count = Finite.parallelCount * 2 + 5
+        let b = Buffer(randn: count, seed: 3)
+        for threads in [1, 2, 3] {
+            try Threads.set(threads)
+            XCTAssertNil(Finite.firstNonFinite(b.c, count))
+            for pos in [0, count / 3, count / 2, count / 2 - 1, 2 * count / 3, count - 1] {
+                let old = b.ptr[pos]
+                b.ptr[pos] = .infinity
+                XCTAssertEqual(Finite.firstNonFinite(b.c, count), pos, "threads \(threads) pos \(pos)")
+                b.ptr[pos] = old
+            }
+        }
+    }
+
     func testLargeFiniteValuesAreFinite() {
         let b = Buffer([.greatestFiniteMagnitude, -.greatestFiniteMagnitude, .leastNonzeroMagnitude, 0, -0.0]
                        + [Float](repeating: .greatestFiniteMagnitude, count: 40))

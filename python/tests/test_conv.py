@@ -264,6 +264,36 @@ def test_winograd_f43_height_forms(h, pad):
     close(got["bias"], db, what="dense dbias")
 
 
+@pytest.mark.parametrize("n,h,w,kw,pw,dw", [(1, 16, 16, 3, 1, 1), (3, 15, 20, 3, 0, 1), (2, 13, 21, 5, 2, 1),
+                                           (1, 16, 17, 3, 2, 2), (3, 9, 31, 3, 1, 1)])
+def test_lowrank_stage1_per_image(n, h, w, kw, pw, dw):
+    """Planes of H*W >= 256 with width stride 1 and r <= C_in: the transposed 1 x kw stage
+    reads x and writes dx in place, one product per image (smaller planes are gathered
+    first). Forward and every gradient against the float64 reference, with and without the
+    saved intermediate, at 1 and 2 threads."""
+    rng = np.random.default_rng(5000 + 7 * h + w + kw)
+    ci, co, r, kh = 6, 7, 4, 3
+    x = rand(rng, n, ci, h, w)
+    U, V = rand(rng, co * kh, r, scale=0.5), rand(rng, ci * kw, r, scale=0.5)
+    b = rand(rng, co)
+    opts = dict(padding=(1, pw), dilation=(1, dw), bias=b)
+    want_y = ref.lowrank_conv2d(x, U, V, (kh, kw), 1, (1, pw), (1, dw), b, None)
+    g = rand(rng, *want_y.shape)
+    want = ref.lowrank_conv2d_backward(g, x, U, V, (kh, kw), 1, (1, pw), (1, dw), None)
+    before = fnl.get_num_threads()
+    try:
+        for threads in (1, 2):
+            fnl.set_num_threads(threads)
+            y, z = conv.lowrank_conv2d_forward(x, U, V, (kh, kw), _path="fused", **opts)
+            close(y, want_y, what=f"y {threads} threads")
+            for saved in (None, z):
+                got = conv.lowrank_conv2d_backward(g, x, U, V, (kh, kw), _path="fused", intermediate=saved, **opts)
+                for name in ("x", "U", "V", "bias"):
+                    close(got[name], want[name], rtol=5e-5, what=f"d{name} {threads} threads")
+    finally:
+        fnl.set_num_threads(before)
+
+
 @pytest.mark.parametrize("batch", [1, 6, 7])
 def test_thread_counts_agree(batch):
     """The batch is split over min(threads, batch) workers, each with its own partial kernel

@@ -160,6 +160,11 @@ public enum LowRankConv {
         /// Leading dimension of the channel-major input chunk (c_in x images*H*W).
         var ldx: Int { ConvWorkspace.leadingDimension(chunk * geometry.inPlane) }
 
+        /// The transposed stage 1 reads x in place, one product per image (its c_in x H*W
+        /// plane), when the planes are large enough for efficient products (H*W >= 256);
+        /// smaller planes are first gathered channel-major into one product per chunk.
+        var stage1PerImage: Bool { geometry.inPlane >= 256 }
+
         /// The lowering T of dz (channel planes `channelStride` apart): rows (t, j) = t*r + j,
         /// T[(t, j), (n, h, w)] = dz[j, n, h, w + pw - (kw-1-t)*dw] (zero outside 0..<outW).
         func transposedStage1(channelStride: Int) throws -> Lowering {
@@ -240,6 +245,24 @@ public enum LowRankConv {
         } } }
     }
 
+    /// z = lift_T(M^T x) for `nb` images of x (NCHW): the product per image or over the gathered
+    /// chunk (`Plan.stage1PerImage`), in `buffer` (part 0 of a worker: x channel-major, then
+    /// M^T x), lifted into z (channel planes `p.ld1` or the saved intermediate's apart).
+    static func transposedStage1(_ p: Plan, _ tStage: Lowering, _ mT: UnsafePointer<Float>, _ xc: UnsafePointer<Float>,
+                                 images nb: Int, buffer: UnsafeMutablePointer<Float>, into z: UnsafeMutablePointer<Float>) {
+        let g = p.geometry, ldx = p.ldx, rk = g.kw * p.rank, plane = g.inPlane
+        let xcm = buffer, pm = buffer + g.cIn * ldx
+        if p.stage1PerImage {
+            for i in 0..<nb {
+                Blas.gemm(true, false, rk, plane, g.cIn, 1, mT, rk, xc + i * g.cIn * plane, plane, 0, pm + i * plane, ldx)
+            }
+        } else {
+            BatchLayout.gather(xc, channels: g.cIn, plane: plane, images: nb, into: xcm, ld: ldx, sums: nil)
+            Blas.gemm(true, false, rk, nb * plane, g.cIn, 1, mT, rk, xcm, ldx, 0, pm, ldx)
+        }
+        tStage.liftAdd(pm, images: nb, ld: ldx, into: z)
+    }
+
     /// y (batch, c_out, outH, outW) = conv2d(x, K(U M V^T)) + bias. When `intermediate` is
     /// given (fused path only) it receives z (r, batch, H, outW) for a later backward pass.
     public static func forward(_ p: Plan, x: UnsafePointer<Float>, u: UnsafePointer<Float>, v: UnsafePointer<Float>,
@@ -279,11 +302,7 @@ public enum LowRankConv {
                     var z = zbuf, ldz = ld1
                     if let intermediate { z = intermediate + n0 * p.midPlane; ldz = g.batch * p.midPlane }
                     if let tStage {
-                        let ldx = p.ldx, nx = nb * g.inPlane, rk = g.kw * r
-                        let xcm = x1, pm = x1 + g.cIn * ldx
-                        BatchLayout.gather(xc, channels: g.cIn, plane: g.inPlane, images: nb, into: xcm, ld: ldx, sums: nil)
-                        Blas.gemm(true, false, rk, nx, g.cIn, 1, mT, rk, xcm, ldx, 0, pm, ldx)
-                        tStage.liftAdd(pm, images: nb, ld: ldx, into: z)
+                        transposedStage1(p, tStage, mT, xc, images: nb, buffer: x1, into: z)
                     } else {
                         var l1 = UnsafePointer(x1), ldl1 = ld1
                         if st1.isPlainView(images: nb) {

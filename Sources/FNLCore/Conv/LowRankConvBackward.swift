@@ -105,13 +105,9 @@ extension LowRankConv {
                             var z = UnsafePointer(zbuf), ldz = ld1
                             if let intermediate {
                                 z = intermediate + n0 * p.midPlane; ldz = g.batch * p.midPlane
-                            } else if tStage != nil {
-                                // z = lift_T(M^T x); x channel-major goes to part 0 (reused below).
-                                let ldx = p.ldx, nx = nb * g.inPlane
-                                let xcm = x1, pm = x1 + g.cIn * ldx
-                                BatchLayout.gather(xc, channels: g.cIn, plane: g.inPlane, images: nb, into: xcm, ld: ldx, sums: nil)
-                                Blas.gemm(true, false, rk, nx, g.cIn, 1, mT, rk, xcm, ldx, 0, pm, ldx)
-                                tStage?.liftAdd(pm, images: nb, ld: ldx, into: zbuf)
+                            } else if let tStage {
+                                // z = lift_T(M^T x); x channel-major (if gathered) stays in part 0.
+                                transposedStage1(p, tStage, mT, xc, images: nb, buffer: x1, into: zbuf)
                             } else {
                                 Blas.gemm(false, false, r, n1, cols, 1, bt, cols, l1, ldl1, 0, zbuf, ld1)
                             }
@@ -144,15 +140,24 @@ extension LowRankConv {
                             // dB^T += dz L1(x)^T; dx = lift1(B dz).
                             if let tStage {
                                 // Transposed form: T = T(dz), D += T x^T, dx = M T.
-                                let ldx = p.ldx, nx = nb * g.inPlane
+                                let ldx = p.ldx, nx = nb * g.inPlane, plane = g.inPlane
                                 let xcm = x1, tm = x1 + g.cIn * ldx
-                                if intermediate != nil {
-                                    BatchLayout.gather(xc, channels: g.cIn, plane: g.inPlane, images: nb, into: xcm, ld: ldx, sums: nil)
-                                }
                                 tStage.lower(zbuf, images: nb, into: tm, ld: ldx)
+                                if p.stage1PerImage {
+                                    // x and dx in place, image by image.
+                                    for i in 0..<nb {
+                                        let xi = xc + i * g.cIn * plane, ti = tm + i * plane
+                                        Blas.gemm(false, true, rk, g.cIn, plane, 1, ti, ldx, xi, plane, i == 0 ? beta : 1, dBw, g.cIn)
+                                        Blas.gemm(false, false, g.cIn, plane, rk, 1, mT, rk, ti, ldx, 0, dxc + i * g.cIn * plane, plane)
+                                    }
+                                    return
+                                }
+                                if intermediate != nil {
+                                    BatchLayout.gather(xc, channels: g.cIn, plane: plane, images: nb, into: xcm, ld: ldx, sums: nil)
+                                }
                                 Blas.gemm(false, true, rk, g.cIn, nx, 1, tm, ldx, xcm, ldx, beta, dBw, g.cIn)
                                 Blas.gemm(false, false, g.cIn, nx, rk, 1, mT, rk, tm, ldx, 0, xcm, ldx)
-                                BatchLayout.scatter(xcm, ld: ldx, channels: g.cIn, plane: g.inPlane, images: nb, bias: nil, into: dxc)
+                                BatchLayout.scatter(xcm, ld: ldx, channels: g.cIn, plane: plane, images: nb, bias: nil, into: dxc)
                                 return
                             }
                             Blas.gemm(false, true, r, cols, n1, 1, zbuf, ld1, l1, ldl1, beta, dBw, cols)

@@ -3,7 +3,30 @@
 public enum Finite {
     /// Index of the first non-finite value in `x[0..<count]`, or nil.
     public static func firstNonFinite(_ x: UnsafePointer<Float>, _ count: Int) -> Int? {
-        // Fast path: a SIMD reduction that is NaN/inf-poisoned by x * 0.
+        if allFinite(x, count) { return nil }
+        for j in 0..<count where !x[j].isFinite { return j }
+        return nil
+    }
+
+    /// Arrays of at least this many floats are scanned by the engine's workers in parallel.
+    static let parallelCount = 1 << 18
+
+    /// Whether `x[0..<count]` holds only finite values: `poisonedSum` over contiguous parts, one
+    /// per worker for large arrays (the scan is memory-bound; one core does not saturate it).
+    static func allFinite(_ x: UnsafePointer<Float>, _ count: Int) -> Bool {
+        let parts = count >= parallelCount ? min(Threads.count, count / (parallelCount / 4)) : 1
+        if parts <= 1 { return poisonedSum(x, count) == 0 }
+        return withUnsafeTemporaryAllocation(of: Float.self, capacity: parts) { sums in
+            Threads.run(workers: parts) { w in
+                let lo = count * w / parts, hi = count * (w + 1) / parts
+                sums[w] = poisonedSum(x + lo, hi - lo)
+            }
+            return sums.allSatisfy { $0 == 0 }
+        }
+    }
+
+    /// sum_i x[i] * 0 by SIMD lanes: 0 when every value is finite, NaN otherwise.
+    static func poisonedSum(_ x: UnsafePointer<Float>, _ count: Int) -> Float {
         let lanes = 16
         var i = 0
         var acc = SIMD16<Float>(repeating: 0)
@@ -14,9 +37,7 @@ public enum Finite {
         }
         var tail: Float = 0
         while i < count { tail += x[i] * 0; i += 1 }
-        if acc.sum() + tail == 0 { return nil }
-        for j in 0..<count where !x[j].isFinite { return j }
-        return nil
+        return acc.sum() + tail
     }
 
     /// Throws `.invalid` when `x` holds NaN or infinity.
