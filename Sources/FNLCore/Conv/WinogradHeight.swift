@@ -84,6 +84,8 @@ public struct WinogradHeight {
     public let width: Int
     public let padding: Int
     public let transform: Transform
+    /// The passes of the four row transforms (they depend only on the axis and the tile size).
+    private let plans: Plans
 
     /// The smallest rank (c_in*kw for the dense convolution) for which it is used by default.
     /// Measured on the 2-core EPYC for the low-rank stage with F(2, 3) (fwd+bwd, N=128, k=3,
@@ -106,6 +108,7 @@ public struct WinogradHeight {
         case 4?: transform = .f43
         default: transform = .preferred(outHeight: axis.output, rows: rows)
         }
+        plans = Plans(transform, height: axis.size, outHeight: axis.output, padding: axis.padding)
     }
 
     /// Output rows per tile and transformed points per tile.
@@ -181,57 +184,16 @@ public struct WinogradHeight {
         }
     }
 
-    /// Tiles whose input row m t - ph + k exists (0 <= row < height).
-    private func tilesReading(row k: Int) -> Range<Int> {
-        let lo = max(0, ceilDiv(padding - k, m)), hi = min(tiles, floorDiv(height - 1 + padding - k, m) + 1)
-        return lo..<max(lo, hi)
-    }
-
-    /// Tiles whose output row m t + i exists (< outHeight).
-    private func tilesWriting(row i: Int) -> Range<Int> { 0..<max(0, min(tiles, floorDiv(outHeight - 1 - i, m) + 1)) }
-
-    /// One pass of a transform: output row `output` over `tiles` from `terms`.
-    struct Pass {
-        let output: Int
-        let terms: RowTerms
-        let tiles: Range<Int>
-    }
-
-    /// The passes of a transform: for each output, the tiles where every input row of its
-    /// combination exists in one pass, the others (at most a few at each end) one by one with
-    /// only their existing rows. `coefficient(out, k)` is the matrix entry, `offset(k)` the
-    /// source offset of input row k, and `exists(k, t)` whether row k exists for tile t.
-    private func passes(outputs: Int, inputs: Int, coefficient: (Int, Int) -> Float, offset: (Int) -> Int,
-                        exists: (Int, Int) -> Bool, accumulate: Bool = false) -> [Pass] {
-        var result: [Pass] = []
-        for o in 0..<outputs {
-            let used = (0..<inputs).filter { coefficient(o, $0) != 0 }
-            let full = (0..<tiles).map { t in used.allSatisfy { exists($0, t) } }
-            var t = 0
-            while t < tiles {
-                var terms = RowTerms(accumulate: accumulate)
-                var end = t + 1
-                if full[t] {
-                    while end < tiles && full[end] { end += 1 }
-                    for k in used { terms.append(offset(k), coefficient(o, k)) }
-                } else {
-                    for k in used where exists(k, t) { terms.append(offset(k), coefficient(o, k)) }
-                }
-                result.append(Pass(output: o, terms: terms, tiles: t..<end))
-                t = end
-            }
-        }
-        return result
-    }
-
-    /// Runs `passes` on one plane: output row o of the tiles starts at out + o * outputStride,
-    /// tiles `stride` apart; sources `sourceStride` apart per tile.
+    /// Runs `passes` on one plane: input row k of the combinations starts at src + k * rowStride,
+    /// output row o at out + o * outputStride; tiles `stride` apart in the output and
+    /// `sourceStride` apart in the source.
     @inline(__always)
-    private func run(_ passes: UnsafeBufferPointer<Pass>, _ src: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
-                     outputStride: Int, stride: Int, sourceStride: Int, constant: Float = 0) {
+    private func run(_ passes: UnsafeBufferPointer<RowPass>, _ src: UnsafePointer<Float>, rowStride: Int,
+                     _ out: UnsafeMutablePointer<Float>, outputStride: Int, stride: Int, sourceStride: Int,
+                     constant: Float = 0) {
         for pass in passes {
-            pass.terms.apply(src, to: out + pass.output * outputStride, stride: stride, sourceStride: sourceStride,
-                             tiles: pass.tiles, count: width, constant: constant)
+            pass.apply(src, rowStride: rowStride, to: out + pass.output * outputStride, stride: stride,
+                       sourceStride: sourceStride, count: width, constant: constant)
         }
     }
 
@@ -239,15 +201,12 @@ public struct WinogradHeight {
     /// height x width plane at z + c * channelStride + n * imageStride.
     public func inputTransform(_ z: UnsafePointer<Float>, channels: Int, channelStride: Int, imageStride: Int,
                                images: Int, into zt: UnsafeMutablePointer<Float>, ld: Int) {
-        let w = width, p = points, bt = transform.bt
-        let reads = (0..<p).map { tilesReading(row: $0) }
-        let plan = passes(outputs: p, inputs: p, coefficient: { bt[$0 * p + $1] }, offset: { ($0 - padding) * w },
-                          exists: { reads[$0].contains($1) })
-        plan.withUnsafeBufferPointer { plan in
+        let w = width
+        plans.input.withUnsafeBufferPointer { plan in
             for c in 0..<channels {
                 for n in 0..<images {
-                    run(plan, z + c * channelStride + n * imageStride, zt + c * ld + n * columnsPerImage,
-                        outputStride: channels * ld, stride: w, sourceStride: m * w)
+                    run(plan, z + c * channelStride + n * imageStride - padding * w, rowStride: w,
+                        zt + c * ld + n * columnsPerImage, outputStride: channels * ld, stride: w, sourceStride: m * w)
                 }
             }
         }
@@ -257,17 +216,13 @@ public struct WinogradHeight {
     /// plus bias.
     public func outputTransform(_ yt: UnsafePointer<Float>, channels: Int, ld: Int, images: Int,
                                 bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>) {
-        let w = width, point = channels * ld, outPlane = outHeight * w, p = points, at = transform.at
-        let writes = (0..<m).map { tilesWriting(row: $0) }
-        let plan = passes(outputs: m, inputs: p, coefficient: { at[$0 * p + $1] }, offset: { $0 * point },
-                          exists: { _, _ in true }).map {
-            Pass(output: $0.output, terms: $0.terms, tiles: $0.tiles.clamped(to: writes[$0.output]))
-        }
-        plan.withUnsafeBufferPointer { plan in
+        let w = width, outPlane = outHeight * w
+        plans.output.withUnsafeBufferPointer { plan in
             for n in 0..<images {
                 for o in 0..<channels {
-                    run(plan, yt + o * ld + n * columnsPerImage, y + (n * channels + o) * outPlane,
-                        outputStride: w, stride: m * w, sourceStride: w, constant: bias?[o] ?? 0)
+                    run(plan, yt + o * ld + n * columnsPerImage, rowStride: channels * ld,
+                        y + (n * channels + o) * outPlane, outputStride: w, stride: m * w, sourceStride: w,
+                        constant: bias?[o] ?? 0)
                 }
             }
         }
@@ -276,15 +231,12 @@ public struct WinogradHeight {
     /// dYt_xi (points x channels x ld) from the output gradient g (NCHW, `images` images).
     public func gradOutputTransform(_ g: UnsafePointer<Float>, channels: Int, images: Int,
                                     into dyt: UnsafeMutablePointer<Float>, ld: Int) {
-        let w = width, outPlane = outHeight * w, p = points, at = transform.at
-        let writes = (0..<m).map { tilesWriting(row: $0) }
-        let plan = passes(outputs: p, inputs: m, coefficient: { at[$1 * p + $0] }, offset: { $0 * w },
-                          exists: { writes[$0].contains($1) })
-        plan.withUnsafeBufferPointer { plan in
+        let w = width, outPlane = outHeight * w
+        plans.gradOutput.withUnsafeBufferPointer { plan in
             for n in 0..<images {
                 for o in 0..<channels {
-                    run(plan, g + (n * channels + o) * outPlane, dyt + o * ld + n * columnsPerImage,
-                        outputStride: channels * ld, stride: w, sourceStride: m * w)
+                    run(plan, g + (n * channels + o) * outPlane, rowStride: w,
+                        dyt + o * ld + n * columnsPerImage, outputStride: channels * ld, stride: w, sourceStride: m * w)
                 }
             }
         }
@@ -292,121 +244,148 @@ public struct WinogradHeight {
 
     /// dz (overwritten: channels x images planes as in `inputTransform`) from dZt_xi
     /// (points x channels x ld): dz[m t - ph + k] += sum_xi B^T[xi, k] dZt_xi over the tiles.
-    /// Rows of one k are m apart, so the tiles of one pass never write the same row.
     public func gradInputTransform(_ dzt: UnsafePointer<Float>, channels: Int, ld: Int, images: Int,
                                    into dz: UnsafeMutablePointer<Float>, channelStride: Int, imageStride: Int) {
-        let w = width, point = channels * ld, p = points, bt = transform.bt
-        let reads = (0..<p).map { tilesReading(row: $0) }
-        let plan = passes(outputs: p, inputs: p, coefficient: { bt[$1 * p + $0] }, offset: { $0 * point },
-                          exists: { _, _ in true }, accumulate: true).map {
-            Pass(output: $0.output, terms: $0.terms, tiles: $0.tiles.clamped(to: reads[$0.output]))
-        }
-        plan.withUnsafeBufferPointer { plan in
+        let w = width
+        plans.gradInput.withUnsafeBufferPointer { plan in
             for c in 0..<channels {
                 for n in 0..<images {
                     let plane = dz + c * channelStride + n * imageStride
                     plane.update(repeating: 0, count: height * w)
-                    run(plan, dzt + c * ld + n * columnsPerImage, plane - padding * w,
-                        outputStride: w, stride: m * w, sourceStride: w)
+                    run(plan, dzt + c * ld + n * columnsPerImage, rowStride: channels * ld,
+                        plane - padding * w, outputStride: w, stride: m * w, sourceStride: w)
                 }
             }
         }
     }
+
+    /// The passes of the four row transforms, by output row of each transform: consecutive
+    /// tiles for which the same input rows of the combination exist go together, with only
+    /// those rows (the others are zero padding).
+    struct Plans {
+        let input: [RowPass], output: [RowPass], gradOutput: [RowPass], gradInput: [RowPass]
+
+        init(_ f: Transform, height: Int, outHeight: Int, padding: Int) {
+            let m = f.m, p = f.points, tiles = (outHeight + m - 1) / m
+            // Tiles whose input row m t - ph + k exists, and whose output row m t + i exists.
+            let reads = (0..<p).map { k in
+                let lo = max(0, ceilDiv(padding - k, m)), hi = min(tiles, floorDiv(height - 1 + padding - k, m) + 1)
+                return lo..<max(lo, hi)
+            }
+            let writes = (0..<m).map { i in 0..<max(0, min(tiles, floorDiv(outHeight - 1 - i, m) + 1)) }
+            let all = 0..<tiles
+            // Zt_xi = sum_k B^T[xi, k] d_k (rows k that exist).
+            input = Plans.passes(outputs: p, inputs: p, tiles: all, coefficient: { f.bt[$0 * p + $1] },
+                                 exists: { reads[$0] }, limit: { _ in all })
+            // y[m t + i] = sum_xi A^T[i, xi] Yt_xi (output rows that exist).
+            output = Plans.passes(outputs: m, inputs: p, tiles: all, coefficient: { f.at[$0 * p + $1] },
+                                  exists: { _ in all }, limit: { writes[$0] })
+            // dYt_xi = sum_i A^T[i, xi] g[m t + i] (output rows that exist).
+            gradOutput = Plans.passes(outputs: p, inputs: m, tiles: all, coefficient: { f.at[$1 * p + $0] },
+                                      exists: { writes[$0] }, limit: { _ in all })
+            // dz[m t - ph + k] += sum_xi B^T[xi, k] dZt_xi (input rows that exist); the rows of
+            // one k are m apart, so the tiles of one pass never write the same row.
+            gradInput = Plans.passes(outputs: p, inputs: p, tiles: all, coefficient: { f.bt[$1 * p + $0] },
+                                     exists: { _ in all }, limit: { reads[$0] }, accumulate: true)
+        }
+
+        /// `coefficient(out, k)` is the matrix entry, `exists(k)` the tiles for which input row
+        /// k exists, `limit(out)` the tiles that have output `out`. The set of existing rows
+        /// changes only at the ends of those ranges, so there are O(points) passes, however
+        /// many tiles.
+        static func passes(outputs: Int, inputs: Int, tiles: Range<Int>, coefficient: (Int, Int) -> Float,
+                           exists: (Int) -> Range<Int>, limit: (Int) -> Range<Int>, accumulate: Bool = false) -> [RowPass] {
+            var result: [RowPass] = []
+            for o in 0..<outputs {
+                let used = (0..<inputs).filter { coefficient(o, $0) != 0 }
+                let range = limit(o).clamped(to: tiles)
+                var cuts = Set([range.lowerBound, range.upperBound])
+                for k in used {
+                    let e = exists(k).clamped(to: range)
+                    cuts.insert(e.lowerBound); cuts.insert(e.upperBound)
+                }
+                let bounds = cuts.sorted()
+                for (lo, hi) in zip(bounds, bounds.dropFirst()) where lo < hi {
+                    let rows = used.filter { exists($0).contains(lo) }.map { ($0, coefficient(o, $0)) }
+                    result += RowPass.passes(output: o, tiles: lo..<hi, rows: rows, accumulate: accumulate)
+                }
+            }
+            return result
+        }
+    }
 }
 
-/// A linear combination of rows at fixed offsets from a source, applied over tiles: for each
-/// tile t,
+/// One pass of a linear combination of rows over a range of tiles: for each tile t,
 ///
-///     out[t * stride + i] (=, or += when accumulating) constant + sum_j c_j src[offset_j + t * sourceStride + i]
+///     out[t * stride + i] (=, or += when `add`) c0 src[k0 * rowStride + t * sourceStride + i] + ...
 ///
-/// for i < count, in passes of at most three rows. Holds at most 6 rows (Winograd F(4, 3)).
-struct RowTerms {
-    private var offsets: (Int, Int, Int, Int, Int, Int) = (0, 0, 0, 0, 0, 0)
-    private var coefs: (Float, Float, Float, Float, Float, Float) = (0, 0, 0, 0, 0, 0)
-    private(set) var count = 0
-    let constant: Float
-    let accumulate: Bool
+/// for i < count and `rows` (0 to 3) terms, plus the caller's constant (the bias) on the first
+/// pass of an output that is not accumulated. Combinations of more rows are several passes.
+struct RowPass {
+    let output: Int
+    let tiles: Range<Int>
+    let rows: Int
+    let k0: Int, k1: Int, k2: Int
+    let c0: Float, c1: Float, c2: Float
+    let add: Bool
 
-    init(constant: Float = 0, accumulate: Bool = false) {
-        self.constant = constant; self.accumulate = accumulate
-    }
-
-    mutating func append(_ offset: Int, _ coef: Float) {
-        precondition(count < 6, "RowTerms holds at most 6 rows")
-        withUnsafeMutableBytes(of: &offsets) { $0.bindMemory(to: Int.self)[count] = offset }
-        withUnsafeMutableBytes(of: &coefs) { $0.bindMemory(to: Float.self)[count] = coef }
-        count += 1
-    }
-
-    private func offset(_ j: Int) -> Int { withUnsafeBytes(of: offsets) { $0.bindMemory(to: Int.self)[j] } }
-    private func coef(_ j: Int) -> Float { withUnsafeBytes(of: coefs) { $0.bindMemory(to: Float.self)[j] } }
-
-    /// `constant` (if given) replaces the stored one.
-    func apply(_ src: UnsafePointer<Float>, to out: UnsafeMutablePointer<Float>, stride: Int, sourceStride: Int,
-               tiles: Range<Int>, count n: Int, constant given: Float? = nil) {
-        if tiles.isEmpty { return }
-        let constant = given ?? self.constant
-        if count == 0 {
-            if accumulate && constant == 0 { return }
-            for t in tiles {
-                let o = out + t * stride
-                if accumulate { for i in 0..<n { o[i] += constant } } else { o.update(repeating: constant, count: n) }
-            }
-            return
+    /// The passes of out (=, or += when `accumulate`) sum_j c_j row_{k_j}, `rows` as (k_j, c_j).
+    static func passes(output: Int, tiles: Range<Int>, rows: [(Int, Float)], accumulate: Bool) -> [RowPass] {
+        if rows.isEmpty {
+            return accumulate ? [] : [RowPass(output: output, tiles: tiles, rows: 0, k0: 0, k1: 0, k2: 0,
+                                              c0: 0, c1: 0, c2: 0, add: false)]
         }
-        var j = 0, add = accumulate
-        while j < count {
-            // Up to three rows per pass; a missing second or third row repeats the first with
-            // coefficient 0 (finite, as the first row is a term of the sum anyway).
-            let take = min(3, count - j), b = add ? 0 : constant
-            let a0 = src + offset(j), c0 = coef(j)
-            let (a1, c1) = take > 1 ? (src + offset(j + 1), coef(j + 1)) : (a0, 0)
-            let (a2, c2) = take > 2 ? (src + offset(j + 2), coef(j + 2)) : (a0, 0)
+        return Swift.stride(from: 0, to: rows.count, by: 3).map { j in
+            let g = Array(rows[j..<min(j + 3, rows.count)])
+            let term = { (k: Int) in k < g.count ? g[k] : (g[0].0, Float(0)) }
+            return RowPass(output: output, tiles: tiles, rows: g.count, k0: term(0).0, k1: term(1).0, k2: term(2).0,
+                           c0: term(0).1, c1: term(1).1, c2: term(2).1, add: accumulate || j > 0)
+        }
+    }
+
+    @inline(__always)
+    func apply(_ src: UnsafePointer<Float>, rowStride: Int, to out: UnsafeMutablePointer<Float>, stride: Int,
+               sourceStride: Int, count n: Int, constant: Float) {
+        let b = add ? 0 : constant
+        let a0 = src + k0 * rowStride, a1 = src + k1 * rowStride, a2 = src + k2 * rowStride
+        // One loop per number of rows, so that each is compiled without the unused ones.
+        switch rows {
+        case 0:
+            for t in tiles { (out + t * stride).update(repeating: b, count: n) }
+        case 1:
             for t in tiles {
                 let k = t * sourceStride
-                RowTerms.combine(out + t * stride, n, add: add, b, a0 + k, c0, a1 + k, c1, a2 + k, c2)
+                RowPass.combine(1, out + t * stride, n, add: add, b, a0 + k, c0, a1 + k, c1, a2 + k, c2)
             }
-            j += take
-            add = true
+        case 2:
+            for t in tiles {
+                let k = t * sourceStride
+                RowPass.combine(2, out + t * stride, n, add: add, b, a0 + k, c0, a1 + k, c1, a2 + k, c2)
+            }
+        default:
+            for t in tiles {
+                let k = t * sourceStride
+                RowPass.combine(3, out + t * stride, n, add: add, b, a0 + k, c0, a1 + k, c1, a2 + k, c2)
+            }
         }
     }
 
-    /// o[i] (= b +, or +=) c0 s0[i] + c1 s1[i] + c2 s2[i] for i < n, in explicit SIMD8 / SIMD4
-    /// steps: rows are short (the image width), too short for the compiler's runtime alias
-    /// checks to pay.
+    /// o[i] (= b +, or +=) c0 s0[i] (+ c1 s1[i] (+ c2 s2[i])) for i < n with `rows` rows
+    /// (plain loops the compiler vectorizes; explicit SIMD types measured slower here).
     @inline(__always)
-    static func combine(_ o: UnsafeMutablePointer<Float>, _ n: Int, add: Bool, _ b: Float,
+    static func combine(_ rows: Int, _ o: UnsafeMutablePointer<Float>, _ n: Int, add: Bool, _ b: Float,
                         _ s0: UnsafePointer<Float>, _ c0: Float, _ s1: UnsafePointer<Float>, _ c1: Float,
                         _ s2: UnsafePointer<Float>, _ c2: Float) {
-        var i = 0
-        while i + 8 <= n {
-            var v = SIMD8(repeating: c0) * load8(s0 + i) + SIMD8(repeating: c1) * load8(s1 + i)
-                + SIMD8(repeating: c2) * load8(s2 + i)
-            v += add ? load8(o + i) : SIMD8(repeating: b)
-            UnsafeMutableRawPointer(o + i).storeBytes(of: v, as: SIMD8<Float>.self)
-            i += 8
-        }
-        if i + 4 <= n {
-            var v = SIMD4(repeating: c0) * load4(s0 + i) + SIMD4(repeating: c1) * load4(s1 + i)
-                + SIMD4(repeating: c2) * load4(s2 + i)
-            v += add ? load4(o + i) : SIMD4(repeating: b)
-            UnsafeMutableRawPointer(o + i).storeBytes(of: v, as: SIMD4<Float>.self)
-            i += 4
-        }
-        while i < n {
-            let v = c0 * s0[i] + c1 * s1[i] + c2 * s2[i]
-            o[i] = add ? o[i] + v : b + v
-            i += 1
+        switch (rows, add) {
+        case (1, false): for i in 0..<n { o[i] = b + c0 * s0[i] }
+        case (1, true): for i in 0..<n { o[i] += c0 * s0[i] }
+        case (2, false): for i in 0..<n { o[i] = b + c0 * s0[i] + c1 * s1[i] }
+        case (2, true): for i in 0..<n { o[i] += c0 * s0[i] + c1 * s1[i] }
+        case (_, false): for i in 0..<n { o[i] = b + c0 * s0[i] + c1 * s1[i] + c2 * s2[i] }
+        case (_, true): for i in 0..<n { o[i] += c0 * s0[i] + c1 * s1[i] + c2 * s2[i] }
         }
     }
 
-    @inline(__always) private static func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
-        UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
-    }
-
-    @inline(__always) private static func load4(_ p: UnsafePointer<Float>) -> SIMD4<Float> {
-        UnsafeRawPointer(p).loadUnaligned(as: SIMD4<Float>.self)
-    }
 }
 
 @inline(__always) private func floorDiv(_ a: Int, _ b: Int) -> Int { a >= 0 ? a / b : -((-a + b - 1) / b) }
