@@ -201,6 +201,10 @@ public struct WinogradHeight {
     /// height x width plane at z + c * channelStride + n * imageStride.
     public func inputTransform(_ z: UnsafePointer<Float>, channels: Int, channelStride: Int, imageStride: Int,
                                images: Int, into zt: UnsafeMutablePointer<Float>, ld: Int) {
+        if m == 2 {
+            return inputTransformF23(z, channels: channels, channelStride: channelStride, imageStride: imageStride,
+                                     images: images, into: zt, ld: ld)
+        }
         let w = width
         plans.input.withUnsafeBufferPointer { plan in
             for c in 0..<channels {
@@ -216,6 +220,7 @@ public struct WinogradHeight {
     /// plus bias.
     public func outputTransform(_ yt: UnsafePointer<Float>, channels: Int, ld: Int, images: Int,
                                 bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>) {
+        if m == 2 { return outputTransformF23(yt, channels: channels, ld: ld, images: images, bias: bias, into: y) }
         let w = width, outPlane = outHeight * w
         plans.output.withUnsafeBufferPointer { plan in
             for n in 0..<images {
@@ -231,6 +236,7 @@ public struct WinogradHeight {
     /// dYt_xi (points x channels x ld) from the output gradient g (NCHW, `images` images).
     public func gradOutputTransform(_ g: UnsafePointer<Float>, channels: Int, images: Int,
                                     into dyt: UnsafeMutablePointer<Float>, ld: Int) {
+        if m == 2 { return gradOutputTransformF23(g, channels: channels, images: images, into: dyt, ld: ld) }
         let w = width, outPlane = outHeight * w
         plans.gradOutput.withUnsafeBufferPointer { plan in
             for n in 0..<images {
@@ -246,6 +252,10 @@ public struct WinogradHeight {
     /// (points x channels x ld): dz[m t - ph + k] += sum_xi B^T[xi, k] dZt_xi over the tiles.
     public func gradInputTransform(_ dzt: UnsafePointer<Float>, channels: Int, ld: Int, images: Int,
                                    into dz: UnsafeMutablePointer<Float>, channelStride: Int, imageStride: Int) {
+        if m == 2 {
+            return gradInputTransformF23(dzt, channels: channels, ld: ld, images: images, into: dz,
+                                         channelStride: channelStride, imageStride: imageStride)
+        }
         let w = width
         plans.gradInput.withUnsafeBufferPointer { plan in
             for c in 0..<channels {
@@ -370,22 +380,46 @@ struct RowPass {
         }
     }
 
-    /// o[i] (= b +, or +=) c0 s0[i] (+ c1 s1[i] (+ c2 s2[i])) for i < n with `rows` rows
-    /// (plain loops the compiler vectorizes; explicit SIMD types measured slower here).
+    /// o[i] (= b +, or +=) c0 s0[i] (+ c1 s1[i] (+ c2 s2[i])) for i < n with `rows` rows, in
+    /// explicit SIMD8 / SIMD4 steps (the compiler leaves the plain loops scalar here: rows are
+    /// short and the pointers may alias).
     @inline(__always)
     static func combine(_ rows: Int, _ o: UnsafeMutablePointer<Float>, _ n: Int, add: Bool, _ b: Float,
                         _ s0: UnsafePointer<Float>, _ c0: Float, _ s1: UnsafePointer<Float>, _ c1: Float,
                         _ s2: UnsafePointer<Float>, _ c2: Float) {
-        switch (rows, add) {
-        case (1, false): for i in 0..<n { o[i] = b + c0 * s0[i] }
-        case (1, true): for i in 0..<n { o[i] += c0 * s0[i] }
-        case (2, false): for i in 0..<n { o[i] = b + c0 * s0[i] + c1 * s1[i] }
-        case (2, true): for i in 0..<n { o[i] += c0 * s0[i] + c1 * s1[i] }
-        case (_, false): for i in 0..<n { o[i] = b + c0 * s0[i] + c1 * s1[i] + c2 * s2[i] }
-        case (_, true): for i in 0..<n { o[i] += c0 * s0[i] + c1 * s1[i] + c2 * s2[i] }
+        var i = 0
+        while i + 8 <= n {
+            var v = SIMD8(repeating: c0) * load8(s0 + i)
+            if rows > 1 { v += SIMD8(repeating: c1) * load8(s1 + i) }
+            if rows > 2 { v += SIMD8(repeating: c2) * load8(s2 + i) }
+            v += add ? load8(o + i) : SIMD8(repeating: b)
+            UnsafeMutableRawPointer(o + i).storeBytes(of: v, as: SIMD8<Float>.self)
+            i += 8
+        }
+        if i + 4 <= n {
+            var v = SIMD4(repeating: c0) * load4(s0 + i)
+            if rows > 1 { v += SIMD4(repeating: c1) * load4(s1 + i) }
+            if rows > 2 { v += SIMD4(repeating: c2) * load4(s2 + i) }
+            v += add ? load4(o + i) : SIMD4(repeating: b)
+            UnsafeMutableRawPointer(o + i).storeBytes(of: v, as: SIMD4<Float>.self)
+            i += 4
+        }
+        while i < n {
+            var v = c0 * s0[i]
+            if rows > 1 { v += c1 * s1[i] }
+            if rows > 2 { v += c2 * s2[i] }
+            o[i] = add ? o[i] + v : b + v
+            i += 1
         }
     }
 
+    @inline(__always) private static func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
+        UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
+    }
+
+    @inline(__always) private static func load4(_ p: UnsafePointer<Float>) -> SIMD4<Float> {
+        UnsafeRawPointer(p).loadUnaligned(as: SIMD4<Float>.self)
+    }
 }
 
 @inline(__always) private func floorDiv(_ a: Int, _ b: Int) -> Int { a >= 0 ? a / b : -((-a + b - 1) / b) }
