@@ -4,7 +4,7 @@ Spectral initialization (SI), Frobenius decay (FD), factor algebra and diagnosti
 weights parameterized as U M_1 ... M_d V^T, computed in float32 by a Swift engine that is
 called through a C ABI. See the README for the conventions and benchmarks.
 """
-from ._engine import blas_info, get_num_threads, set_num_threads
+from ._engine import blas_info, get_num_threads, output_cache_info, set_num_threads, set_output_cache
 from . import data, models, nn, optim, train
 from .conv import ConvWorkspace, conv2d, conv2d_backward, lowrank_conv2d, lowrank_conv2d_backward, lowrank_conv2d_forward
 from .conv import __all__ as _conv_all
@@ -64,10 +64,12 @@ __all__ = [
     "nn",
     "nuclear_norm",
     "optim",
+    "output_cache_info",
     "parameter_ratio",
     "rank_for",
     "rank_scale_for_ratio",
     "set_num_threads",
+    "set_output_cache",
     "spectral_init",
     "spectral_init_conv",
     "train",

@@ -108,3 +108,27 @@ def set_num_threads(n: int) -> None:
 def get_num_threads() -> int:
     """The number of threads the engine and its OpenBLAS may use."""
     return _native.get_num_threads()
+
+
+def set_output_cache(max_bytes: int) -> int:
+    """Sets how many bytes of free memory fnl may keep for reuse as large outputs; returns
+    the previous limit.
+
+    Outputs of at least 1 MiB (y, dx, dU, ... of the convolutions and the other kernels) are
+    taken from a cache of blocks that arrays released earlier: the next output of exactly the
+    same size reuses one. In a training loop this avoids the page faults (and the kernel's
+    zeroing of fresh pages) that a newly allocated 5-16 MiB array costs on every call. The cost
+    is memory: up to `max_bytes` bytes (and at most 32 blocks) of free memory stay held by fnl
+    instead of returning to the system; blocks in use by arrays are not counted. The default
+    is 256 MiB; 0 disables the cache (outputs come from NumPy again) and frees every cached
+    block. `max_bytes` must be an int >= 0.
+    """
+    return _native.set_output_cache(max_bytes)
+
+
+def output_cache_info() -> dict:
+    """The state of the output buffer cache (see `set_output_cache`): "limit" (the most free
+    bytes it may keep), "cached_bytes" and "cached_blocks" (the free memory it holds now),
+    "hits" and "misses" (large outputs that reused a cached block or needed a new one, since
+    the process started)."""
+    return _native.output_cache_info()

@@ -144,7 +144,7 @@ PyArrayObject *fnl_new_output(int nd, const npy_intp *shape, const char *fn, con
         }
         count *= shape[i];
     }
-    PyArrayObject *out = (PyArrayObject *)PyArray_EMPTY(nd, (npy_intp *)shape, NPY_FLOAT32, 0);
+    PyArrayObject *out = fnl_output_array(nd, shape, (size_t)count * sizeof(float));
     if (!out) {
         char gib[64];
         snprintf(gib, sizeof gib, "%.1f", (double)count * 4.0 / (1024.0 * 1024.0 * 1024.0));

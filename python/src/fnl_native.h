@@ -1,5 +1,6 @@
 /* Shared declarations of the fnl._native extension: argument parsing and validation helpers
- * (args.c) and the method tables of each concern (config.c, factorized.c, ...).
+ * (args.c), the output buffer cache (buffers.c) and the method tables of each concern
+ * (config.c, factorized.c, ...).
  * The extension never does arithmetic: it parses, validates, allocates outputs, releases
  * the GIL, calls the engine and raises. */
 #ifndef FNL_NATIVE_H
@@ -46,7 +47,8 @@ PyArrayObject *fnl_as_input(PyObject *obj, const char *fn, const char *arg, int 
  * ValueError set. */
 int fnl_check_inplace(PyObject *obj, const char *fn, const char *arg, int nd, const npy_intp *shape);
 
-/* A new uninitialized float32 output; MemoryError naming fn and arg when it cannot be had. */
+/* A new uninitialized float32 output (large ones from the output buffer cache, buffers.c);
+ * MemoryError naming fn and arg when it cannot be had. */
 PyArrayObject *fnl_new_output(int nd, const npy_intp *shape, const char *fn, const char *arg);
 
 /* True when the data of the two arrays overlap in memory. */
@@ -87,6 +89,29 @@ int fnl_parse_middle(PyObject *middle, PyArrayObject *V, const char *fn, int nd,
 
 /* Releases the references of a fnl_middle_t. */
 void fnl_middle_free(fnl_middle_t *m);
+
+/* ---- buffers.c ---- */
+
+/* Outputs of at least this many bytes come from the output buffer cache (when it is enabled). */
+#define FNL_CACHE_MIN_BYTES ((size_t)1 << 20)
+
+/* A new uninitialized C-contiguous float32 array of `shape` (nbytes bytes in all): on a block
+ * of the output buffer cache when it is large enough and the cache enabled (the array's base
+ * then owns the block), else from NumPy. NULL, usually with an exception set, on failure. */
+PyArrayObject *fnl_output_array(int nd, const npy_intp *shape, size_t nbytes);
+
+/* Sets the most bytes of free memory the output cache may keep (0 disables it and frees every
+ * cached block); returns the previous limit. */
+size_t fnl_output_cache_set_limit(size_t max_bytes);
+
+typedef struct {
+    size_t limit, cached_bytes, cached_blocks;
+    unsigned long long hits, misses;
+} fnl_output_cache_info_t;
+
+/* The limit, the free memory held, and how many large outputs reused a block (hits) or got a
+ * new one (misses). */
+fnl_output_cache_info_t fnl_output_cache_info(void);
 
 /* ---- method tables ---- */
 extern PyMethodDef fnl_config_methods[];
