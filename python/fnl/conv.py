@@ -151,7 +151,7 @@ def conv2d(
     kh = 3 with height stride and dilation 1 (and C_in*kw >= 8) the input is lowered along
     the width only and the three height taps run as Winograd F(2, 3): four products per two
     output rows instead of six (F(4, 3), six per four rows instead of twelve, for at least 16
-    output rows when C_out and C_in*kw are at least 64).
+    output rows when C_out >= 64 and C_in*kw >= 128).
     """
     fn = "conv2d"
     opts = _options(fn, stride, padding, dilation, groups)
@@ -221,7 +221,7 @@ def lowrank_conv2d(
     2 N r (H W_out C_in kw + H_out W_out kh C_out) flops instead of
     2 N H_out W_out C_out C_in kh kw (the kh x 1 stage by Winograd F(2, 3), 2/3 of its
     multiplications, when kh = 3 with height stride and dilation 1 and r >= 8; by F(4, 3),
-    1/2, for at least 16 output rows when r and C_out are at least 64). When forming
+    1/2, for at least 16 output rows when C_out >= 64 and r >= 128). When forming
     K first is cheaper by that count (large or overcomplete ranks), the engine composes and
     runs the dense convolution instead; both paths agree to float32 rounding.
     """

@@ -236,12 +236,12 @@ def test_conv2d_winograd_height_mode(h, pad, kw, sw):
 
 @pytest.mark.parametrize("h,pad", [(16, 1), (17, 1), (19, 2)])
 def test_winograd_f43_height_forms(h, pad):
-    """At least 16 output rows and products of >= 64 rows on both sides: both Winograd
-    height forms use F(4, 3) (6 products per 4 output rows; partial last tiles for 17 and 19
-    rows). The low-rank conv (r = c_out = 64) and the dense conv against the float64
-    reference, forward and every gradient."""
+    """At least 16 output rows, c_out >= 64 and r (or c_in*kw) >= 128: both Winograd height
+    forms use F(4, 3) (6 products per 4 output rows; partial last tiles for 17 and 21 rows).
+    The low-rank conv (r = 128, c_out = 64) and the dense conv (c_in*kw = 144) against the
+    float64 reference, forward and every gradient."""
     rng = np.random.default_rng(4000 + 10 * h + pad)
-    n, ci, co, w, r = 1, 24, 64, 3, 64
+    n, ci, co, w, r = 1, 48, 64, 3, 128
     x = rand(rng, n, ci, h, w)
     b = rand(rng, co)
     U, V = rand(rng, co * 3, r, scale=0.1), rand(rng, ci * 3, r, scale=0.1)

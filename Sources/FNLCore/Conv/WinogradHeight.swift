@@ -66,15 +66,16 @@ public struct WinogradHeight {
                  0, 1, 1, 4, 4, 0,
                  0, 1, -1, 8, -8, 1])
 
-        /// F(4, 3) where it was measured faster: at least 16 output rows, products with at least
-        /// 64 rows on both sides (`rows`: the smaller side) and fewer products than F(2, 3).
-        /// Elsewhere its larger transforms (3 to 5 rows per transformed row, against 1 to 3)
-        /// cost more than the quarter of the multiplications it saves: fwd+bwd on the 2-core
-        /// EPYC, 1 thread, F(4, 3) over F(2, 3): dense C=64 H=W=16 and 32 1.10x-1.16x, low-rank
-        /// C=64 r=64 H=W=16 and 32 1.04x; H=W=8 0.88x-0.98x, C=16 H=W=32 0.92x-0.99x, r=19 0.95x-0.99x.
-        public static func preferred(outHeight: Int, rows: Int) -> Transform {
+        /// F(4, 3) where it was measured faster: at least 16 output rows, products of
+        /// `outRows` x `inRows` with inRows >= 128 and outRows >= 64, and fewer products than
+        /// F(2, 3). Elsewhere its larger transforms (3 to 5 rows per transformed row, against 1
+        /// to 3) cost about what the quarter of the multiplications saves. Measured fwd+bwd on
+        /// the 2-core EPYC, F(4, 3) over F(2, 3): dense C=64 (64 x 192 products) H=W=16 and 32
+        /// 1.10x-1.16x at 1 thread, 0.93x-1.15x at 2; low-rank r = C = 64 (64 x 64) H=W=16 and
+        /// 32 0.96x-1.00x; H=W=8 0.86x-0.98x; C=16 H=W=32 0.82x-0.95x.
+        public static func preferred(outHeight: Int, outRows: Int, inRows: Int) -> Transform {
             let f2 = f23.points * ((outHeight + 1) / 2), f4 = f43.points * ((outHeight + 3) / 4)
-            return outHeight >= 16 && rows >= 64 && f4 < f2 ? f43 : f23
+            return outHeight >= 16 && inRows >= 128 && outRows >= 64 && f4 < f2 ? f43 : f23
         }
     }
 
@@ -100,13 +101,13 @@ public struct WinogradHeight {
     }
 
     /// `tile`: 2 or 4 forces F(2, 3) or F(4, 3); nil takes `Transform.preferred` for products
-    /// whose smaller side has `rows` rows.
-    public init(_ axis: ConvAxis, width: Int, rows: Int, tile: Int? = nil) {
+    /// of `outRows` x `inRows` (c_out x r).
+    public init(_ axis: ConvAxis, width: Int, outRows: Int, inRows: Int, tile: Int? = nil) {
         height = axis.size; outHeight = axis.output; padding = axis.padding; self.width = width
         switch tile {
         case 2?: transform = .f23
         case 4?: transform = .f43
-        default: transform = .preferred(outHeight: axis.output, rows: rows)
+        default: transform = .preferred(outHeight: axis.output, outRows: outRows, inRows: inRows)
         }
         plans = Plans(transform, height: axis.size, outHeight: axis.output, padding: axis.padding)
     }
