@@ -390,19 +390,11 @@ struct RowPass {
                         _ s2: UnsafePointer<Float>, _ c2: Float) {
         var i = 0
         while i + 8 <= n {
-            var v = SIMD8(repeating: c0) * load8(s0 + i)
-            if rows > 1 { v += SIMD8(repeating: c1) * load8(s1 + i) }
-            if rows > 2 { v += SIMD8(repeating: c2) * load8(s2 + i) }
-            v += add ? load8(o + i) : SIMD8(repeating: b)
-            UnsafeMutableRawPointer(o + i).storeBytes(of: v, as: SIMD8<Float>.self)
+            step(SIMD8<Float>.self, rows, o + i, add: add, b, s0 + i, c0, s1 + i, c1, s2 + i, c2)
             i += 8
         }
         if i + 4 <= n {
-            var v = SIMD4(repeating: c0) * load4(s0 + i)
-            if rows > 1 { v += SIMD4(repeating: c1) * load4(s1 + i) }
-            if rows > 2 { v += SIMD4(repeating: c2) * load4(s2 + i) }
-            v += add ? load4(o + i) : SIMD4(repeating: b)
-            UnsafeMutableRawPointer(o + i).storeBytes(of: v, as: SIMD4<Float>.self)
+            step(SIMD4<Float>.self, rows, o + i, add: add, b, s0 + i, c0, s1 + i, c1, s2 + i, c2)
             i += 4
         }
         while i < n {
@@ -414,12 +406,17 @@ struct RowPass {
         }
     }
 
-    @inline(__always) private static func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
-        UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
-    }
-
-    @inline(__always) private static func load4(_ p: UnsafePointer<Float>) -> SIMD4<Float> {
-        UnsafeRawPointer(p).loadUnaligned(as: SIMD4<Float>.self)
+    /// One vector of `combine`: o[0..<V.scalarCount] from the rows, unaligned loads and stores.
+    @inline(__always)
+    private static func step<V: SIMD>(_: V.Type, _ rows: Int, _ o: UnsafeMutablePointer<Float>, add: Bool, _ b: Float,
+                                      _ s0: UnsafePointer<Float>, _ c0: Float, _ s1: UnsafePointer<Float>, _ c1: Float,
+                                      _ s2: UnsafePointer<Float>, _ c2: Float) where V.Scalar == Float {
+        @inline(__always) func load(_ p: UnsafePointer<Float>) -> V { UnsafeRawPointer(p).loadUnaligned(as: V.self) }
+        var v = V(repeating: c0) * load(s0)
+        if rows > 1 { v += V(repeating: c1) * load(s1) }
+        if rows > 2 { v += V(repeating: c2) * load(s2) }
+        v += add ? load(o) : V(repeating: b)
+        UnsafeMutableRawPointer(o).storeBytes(of: v, as: V.self)
     }
 }
 
