@@ -1,6 +1,6 @@
 """Benchmark: fused low-rank Conv2d and dense Conv2d, forward + backward per call, fnl vs PyTorch.
 
-    python benchmarks/bench_conv.py [--repeat 7] [--rounds 3] [--threads 2] [--quick]
+    python benchmarks/bench_conv.py [--repeat 7] [--rounds 5] [--threads 2] [--quick]
 
 Shapes are ResNet-typical (k=3, padding 1, c_out = c_in = C), at rank-scale s = 0.1 and 1/3
 (r = max(1, round(s * c_out * kh))). Columns:
@@ -132,7 +132,7 @@ def shapes(quick: bool):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=7)
-    ap.add_argument("--rounds", type=int, default=3, help="passes over the table; the best time of all is kept")
+    ap.add_argument("--rounds", type=int, default=5, help="passes over the table; the best time of all is kept")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="only the first two shapes")
     ap.add_argument("--no-torch", action="store_true")
