@@ -267,9 +267,9 @@ def test_winograd_f43_height_forms(h, pad):
 @pytest.mark.parametrize("n,h,w,kw,pw,dw", [(1, 16, 16, 3, 1, 1), (3, 15, 20, 3, 0, 1), (2, 13, 21, 5, 2, 1),
                                            (1, 16, 17, 3, 2, 2), (3, 9, 31, 3, 1, 1)])
 def test_lowrank_stage1_per_image(n, h, w, kw, pw, dw):
-    """Planes of H*W >= 256 with width stride 1 and r <= C_in: the transposed 1 x kw stage
-    reads x and writes dx in place, one product per image (smaller planes are gathered
-    first). Forward and every gradient against the float64 reference, with and without the
+    """Planes of H*W >= 256 (and C_in*H*W <= 2^15) with width stride 1 and r <= C_in: the
+    transposed 1 x kw stage reads x and writes dx in place, one product per image (other
+    chunks are gathered first). Forward and every gradient against the float64 reference, with and without the
     saved intermediate, at 1 and 2 threads."""
     rng = np.random.default_rng(5000 + 7 * h + w + kw)
     ci, co, r, kh = 6, 7, 4, 3
