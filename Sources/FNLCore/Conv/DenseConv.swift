@@ -16,7 +16,8 @@ import Darwin
 ///
 /// For kh = 3 with height stride and dilation 1 (and c_in*kw >= 8) the height taps run as
 /// Winograd F(2, 3) or F(4, 3) instead (`DenseConv+Winograd.swift`; F(2, 3) measured 1.2x-1.5x
-/// faster fwd+bwd at ResNet shapes, F(4, 3) 1.1x-1.16x faster again where it is chosen). The batch is split over the engine's workers (`BatchSplit`).
+/// faster fwd+bwd at ResNet shapes, F(4, 3) 1.1x-1.16x faster again where it is chosen). The
+/// batch is split over the engine's workers (`BatchSplit`).
 public enum DenseConv {
     public struct Plan {
         public let geometry: ConvGeometry

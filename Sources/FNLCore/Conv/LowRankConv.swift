@@ -95,8 +95,8 @@ public enum LowRankConv {
                 if let w = wino, !w.fits(rows: max(r0, g.cOut)) { wino = nil }
                 winograd = wino
                 let r = ranks[s], tiled = wino?.columnsPerImage ?? 0
-                let stage2: [[Int]] = wino != nil ? [[wino!.points, r, tiled], [wino!.points, g.cOut, tiled]]
-                    : [[g.kh, r, g.outPlane], [g.cOut, g.outPlane]]
+                let stage2: [[Int]] = wino.map { [[$0.points, r, tiled], [$0.points, g.cOut, tiled]] }
+                    ?? [[g.kh, r, g.outPlane], [g.cOut, g.outPlane]]
                 let perImage = ConvWorkspace.saturatingSumOfProducts([[cols, midPlane], [rank, midPlane]] + stage2)
                 batchSplit = BatchSplit(batch: g.batch, perImage: perImage, forcedChunk: chunkImages, workers: workers)
                 let chunk = batchSplit.chunk
@@ -251,7 +251,7 @@ public enum LowRankConv {
     /// z = lift_T(M^T x) for `nb` images of x (NCHW): the product per image or over the gathered
     /// chunk (`Plan.stage1PerImage`), in `buffer` (part 0 of a worker: x channel-major, then
     /// M^T x), lifted into z (channel planes `p.ld1` or the saved intermediate's apart).
-    static func transposedStage1(_ p: Plan, _ tStage: Lowering, _ mT: UnsafePointer<Float>, _ xc: UnsafePointer<Float>,
+    static func runTransposedStage1(_ p: Plan, _ tStage: Lowering, _ mT: UnsafePointer<Float>, _ xc: UnsafePointer<Float>,
                                  images nb: Int, buffer: UnsafeMutablePointer<Float>, into z: UnsafeMutablePointer<Float>) {
         let g = p.geometry, ldx = p.ldx, rk = g.kw * p.rank, plane = g.inPlane
         let xcm = buffer, pm = buffer + g.cIn * ldx
@@ -286,7 +286,7 @@ public enum LowRankConv {
             }
             let transposed = p.transposedStage1Possible
             let tStage = transposed ? try p.transposedStage1(channelStride: intermediate == nil ? p.ld1 : g.batch * p.midPlane) : nil
-            try withScratch([transposed ? p.colsW * p.rank : 1, (p.winograd?.points ?? 0) * g.cOut * p.rank + 1],
+            try withScratch([transposed ? p.colsW * p.rank : 1, p.winograd.map { $0.points * g.cOut * p.rank } ?? 1],
                             "the stage matrices") { sm in
             let (mT, aw) = (sm[0], sm[1])
             if transposed { transposedStage1Matrix(p, bt: bt, into: mT) }
@@ -305,7 +305,7 @@ public enum LowRankConv {
                     var z = zbuf, ldz = ld1
                     if let intermediate { z = intermediate + n0 * p.midPlane; ldz = g.batch * p.midPlane }
                     if let tStage {
-                        transposedStage1(p, tStage, mT, xc, images: nb, buffer: x1, into: z)
+                        runTransposedStage1(p, tStage, mT, xc, images: nb, buffer: x1, into: z)
                     } else {
                         var l1 = UnsafePointer(x1), ldl1 = ld1
                         if st1.isPlainView(images: nb) {

@@ -107,7 +107,7 @@ extension LowRankConv {
                                 z = intermediate + n0 * p.midPlane; ldz = g.batch * p.midPlane
                             } else if let tStage {
                                 // z = lift_T(M^T x); x channel-major (if gathered) stays in part 0.
-                                transposedStage1(p, tStage, mT, xc, images: nb, buffer: x1, into: zbuf)
+                                runTransposedStage1(p, tStage, mT, xc, images: nb, buffer: x1, into: zbuf)
                             } else {
                                 Blas.gemm(false, false, r, n1, cols, 1, bt, cols, l1, ldl1, 0, zbuf, ld1)
                             }
