@@ -83,28 +83,30 @@ extension WinogradHeight {
     func gradInputTransformF23(_ dzt: UnsafePointer<Float>, channels: Int, ld: Int, images: Int,
                                    into dz: UnsafeMutablePointer<Float>, channelStride: Int, imageStride: Int) {
         let w = width, point = channels * ld
+        // Row k of B (= column k of B^T): k0 [1 0 0 0], k1 [0 1 -1 1], k2 [-1 1 1 0], k3 [0 0 0 -1].
+        // Input row h = 2t - ph + k is written once, from the two tiles that read it: with
+        // q = h + ph, k = 0 of tile q/2 and k = 2 of tile q/2 - 1 (q even), or k = 1 of tile
+        // (q-1)/2 and k = 3 of tile (q-3)/2 (q odd); rows no tile reads are zero.
         for c in 0..<channels {
             for n in 0..<images {
                 let plane = dz + c * channelStride + n * imageStride
-                plane.update(repeating: 0, count: height * w)
-                var m = dzt + c * ld + n * columnsPerImage
-                for t in 0..<tiles {
-                    let m0 = m, m1 = m + point, m2 = m + 2 * point, m3 = m + 3 * point
-                    // Row k of B (= column k of B^T): k0 [1 0 0 0], k1 [0 1 -1 1], k2 [-1 1 1 0], k3 [0 0 0 -1].
-                    if let h = inputRowF23(t, 0) { addInto(plane + h * w, m0, w) }
-                    if let h = inputRowF23(t, 1) {
-                        let d = plane + h * w
-                        for i in 0..<w { d[i] += m1[i] - m2[i] + m3[i] }
+                let m = dzt + c * ld + n * columnsPerImage
+                for h in 0..<height {
+                    let d = plane + h * w, q = h + padding, even = q % 2 == 0
+                    let ta = even ? q / 2 : (q - 1) / 2, tb = ta - 1
+                    let hasA = ta < tiles, hasB = tb >= 0 && tb < tiles
+                    let a0 = m + ta * w, b0 = m + tb * w
+                    let (a1, a2, a3) = (a0 + point, a0 + 2 * point, a0 + 3 * point)
+                    let (b1, b2, b3) = (b0 + point, b0 + 2 * point, b0 + 3 * point)
+                    switch (even, hasA, hasB) {
+                    case (true, true, true): for i in 0..<w { d[i] = a0[i] + (b1[i] + b2[i] - b0[i]) }
+                    case (true, true, false): d.update(from: a0, count: w)
+                    case (true, false, true): for i in 0..<w { d[i] = b1[i] + b2[i] - b0[i] }
+                    case (false, true, true): for i in 0..<w { d[i] = (a1[i] - a2[i] + a3[i]) - b3[i] }
+                    case (false, true, false): for i in 0..<w { d[i] = a1[i] - a2[i] + a3[i] }
+                    case (false, false, true): for i in 0..<w { d[i] = -b3[i] }
+                    case (_, false, false): d.update(repeating: 0, count: w)
                     }
-                    if let h = inputRowF23(t, 2) {
-                        let d = plane + h * w
-                        for i in 0..<w { d[i] += m1[i] + m2[i] - m0[i] }
-                    }
-                    if let h = inputRowF23(t, 3) {
-                        let d = plane + h * w
-                        for i in 0..<w { d[i] -= m3[i] }
-                    }
-                    m += w
                 }
             }
         }
