@@ -132,13 +132,47 @@ public struct Lowering {
             Threads.parallelFor(channels * images, work: work) { task in
                 let c = task / images, n = task % images
                 let plane = dst + c * channelStride + n * imageStride
-                plane.update(repeating: 0, count: inPlane)
-                for t in 0..<taps {
+                let first = lowered + c * rowStrideChannel * ld + n * outPlane
+                // The first tap is copied over the plane when it can be (one pass instead of
+                // zeroing and adding), the others are added.
+                if !liftFirstPlane(first, tapInfo[0], plane) {
+                    plane.update(repeating: 0, count: inPlane)
+                    liftPlane(first, tapInfo[0], plane)
+                }
+                for t in 1..<taps {
                     let src = lowered + (c * rowStrideChannel + t * rowStrideTap) * ld + n * outPlane
                     liftPlane(src, tapInfo[t], plane)
                 }
             }
         }
+    }
+
+    /// For a contiguous tap: plane = the tap's contribution (zero where it has none), as
+    /// `liftPlane` would add it to a zeroed plane. False (nothing written) for other taps.
+    @inline(__always)
+    private func liftFirstPlane(_ src: UnsafeMutablePointer<Float>, _ tap: Tap, _ plane: UnsafeMutablePointer<Float>) -> Bool {
+        guard tap.contiguous else { return false }
+        let outW = cols.output, vh = tap.vh, vw = tap.vw
+        if vh.isEmpty || vw.isEmpty {
+            plane.update(repeating: 0, count: inPlane)
+            return true
+        }
+        if vw.lowerBound > 0 || vw.upperBound < outW {
+            for oh in vh {
+                let srow = src + oh * outW
+                for ow in 0..<vw.lowerBound { srow[ow] = 0 }
+                for ow in vw.upperBound..<outW { srow[ow] = 0 }
+            }
+        }
+        let lo = max(vh.lowerBound * outW, -tap.shift), hi = min(vh.upperBound * outW, inPlane - tap.shift)
+        if lo >= hi {
+            plane.update(repeating: 0, count: inPlane)
+            return true
+        }
+        plane.update(repeating: 0, count: lo + tap.shift)
+        (plane + lo + tap.shift).update(from: src + lo, count: hi - lo)
+        (plane + hi + tap.shift).update(repeating: 0, count: inPlane - hi - tap.shift)
+        return true
     }
 
     @inline(__always)
