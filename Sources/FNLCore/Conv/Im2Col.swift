@@ -147,16 +147,13 @@ public struct Lowering {
         }
     }
 
-    /// For a contiguous tap: plane = the tap's contribution (zero where it has none), as
-    /// `liftPlane` would add it to a zeroed plane. False (nothing written) for other taps.
+    /// For a contiguous tap (a shifted copy of the plane): zeroes the lowered entries of its
+    /// invalid columns and returns the range lo..<hi of `src` that lands at plane[i + shift],
+    /// over the valid rows clamped to the plane (the zeros land harmlessly).
     @inline(__always)
-    private func liftFirstPlane(_ src: UnsafeMutablePointer<Float>, _ tap: Tap, _ plane: UnsafeMutablePointer<Float>) -> Bool {
-        guard tap.contiguous else { return false }
+    private func contiguousSpan(_ src: UnsafeMutablePointer<Float>, _ tap: Tap) -> Range<Int> {
         let outW = cols.output, vh = tap.vh, vw = tap.vw
-        if vh.isEmpty || vw.isEmpty {
-            plane.update(repeating: 0, count: inPlane)
-            return true
-        }
+        if vh.isEmpty || vw.isEmpty { return 0..<0 }
         if vw.lowerBound > 0 || vw.upperBound < outW {
             for oh in vh {
                 let srow = src + oh * outW
@@ -165,13 +162,23 @@ public struct Lowering {
             }
         }
         let lo = max(vh.lowerBound * outW, -tap.shift), hi = min(vh.upperBound * outW, inPlane - tap.shift)
-        if lo >= hi {
+        return lo..<max(lo, hi)
+    }
+
+    /// For a contiguous tap: plane = the tap's contribution (zero where it has none), as
+    /// `liftPlane` would add it to a zeroed plane. False (nothing written) for other taps.
+    @inline(__always)
+    private func liftFirstPlane(_ src: UnsafeMutablePointer<Float>, _ tap: Tap, _ plane: UnsafeMutablePointer<Float>) -> Bool {
+        guard tap.contiguous else { return false }
+        let span = contiguousSpan(src, tap)
+        if span.isEmpty {
             plane.update(repeating: 0, count: inPlane)
             return true
         }
-        plane.update(repeating: 0, count: lo + tap.shift)
-        (plane + lo + tap.shift).update(from: src + lo, count: hi - lo)
-        (plane + hi + tap.shift).update(repeating: 0, count: inPlane - hi - tap.shift)
+        let start = span.lowerBound + tap.shift, end = span.upperBound + tap.shift
+        plane.update(repeating: 0, count: start)
+        (plane + start).update(from: src + span.lowerBound, count: span.count)
+        (plane + end).update(repeating: 0, count: inPlane - end)
         return true
     }
 
@@ -181,17 +188,8 @@ public struct Lowering {
         let vh = tap.vh, vw = tap.vw
         if vh.isEmpty || vw.isEmpty { return }
         if tap.contiguous {
-            // Zero the lowered entries of invalid columns, then plane[i + shift] += src[i] over
-            // the valid rows (clamped to the plane): the zeros land harmlessly.
-            if vw.lowerBound > 0 || vw.upperBound < outW {
-                for oh in vh {
-                    let srow = src + oh * outW
-                    for ow in 0..<vw.lowerBound { srow[ow] = 0 }
-                    for ow in vw.upperBound..<outW { srow[ow] = 0 }
-                }
-            }
-            let lo = max(vh.lowerBound * outW, -tap.shift), hi = min(vh.upperBound * outW, inPlane - tap.shift)
-            if lo < hi { addInto(plane + lo + tap.shift, src + lo, hi - lo) }
+            let span = contiguousSpan(src, tap)
+            if !span.isEmpty { addInto(plane + span.lowerBound + tap.shift, src + span.lowerBound, span.count) }
             return
         }
         let sh = rows.stride, sw = cols.stride
