@@ -85,8 +85,10 @@ public struct WinogradHeight {
     public let width: Int
     public let padding: Int
     public let transform: Transform
-    /// The passes of the four row transforms (they depend only on the axis and the tile size).
-    private let plans: Plans
+    /// The passes of the four row transforms of the generic form (they depend only on the axis
+    /// and the tile size); nil for F(2, 3), whose transforms are written out
+    /// (`WinogradHeight+F23.swift`), so that its plans are never built.
+    private let plans: Plans?
 
     /// The smallest rank (c_in*kw for the dense convolution) for which it is used by default.
     /// Measured on the 2-core EPYC for the low-rank stage with F(2, 3) (fwd+bwd, N=128, k=3,
@@ -109,7 +111,7 @@ public struct WinogradHeight {
         case 4?: transform = .f43
         default: transform = .preferred(outHeight: axis.output, outRows: outRows, inRows: inRows)
         }
-        plans = Plans(transform, height: axis.size, outHeight: axis.output, padding: axis.padding)
+        plans = transform.m == 2 ? nil : Plans(transform, height: axis.size, outHeight: axis.output, padding: axis.padding)
     }
 
     /// Output rows per tile and transformed points per tile.
@@ -202,7 +204,7 @@ public struct WinogradHeight {
     /// height x width plane at z + c * channelStride + n * imageStride.
     public func inputTransform(_ z: UnsafePointer<Float>, channels: Int, channelStride: Int, imageStride: Int,
                                images: Int, into zt: UnsafeMutablePointer<Float>, ld: Int) {
-        if m == 2 {
+        guard let plans else {
             return inputTransformF23(z, channels: channels, channelStride: channelStride, imageStride: imageStride,
                                      images: images, into: zt, ld: ld)
         }
@@ -221,7 +223,9 @@ public struct WinogradHeight {
     /// plus bias.
     public func outputTransform(_ yt: UnsafePointer<Float>, channels: Int, ld: Int, images: Int,
                                 bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>) {
-        if m == 2 { return outputTransformF23(yt, channels: channels, ld: ld, images: images, bias: bias, into: y) }
+        guard let plans else {
+            return outputTransformF23(yt, channels: channels, ld: ld, images: images, bias: bias, into: y)
+        }
         let w = width, outPlane = outHeight * w
         plans.output.withUnsafeBufferPointer { plan in
             for n in 0..<images {
@@ -237,7 +241,7 @@ public struct WinogradHeight {
     /// dYt_xi (points x channels x ld) from the output gradient g (NCHW, `images` images).
     public func gradOutputTransform(_ g: UnsafePointer<Float>, channels: Int, images: Int,
                                     into dyt: UnsafeMutablePointer<Float>, ld: Int) {
-        if m == 2 { return gradOutputTransformF23(g, channels: channels, images: images, into: dyt, ld: ld) }
+        guard let plans else { return gradOutputTransformF23(g, channels: channels, images: images, into: dyt, ld: ld) }
         let w = width, outPlane = outHeight * w
         plans.gradOutput.withUnsafeBufferPointer { plan in
             for n in 0..<images {
@@ -253,7 +257,7 @@ public struct WinogradHeight {
     /// (points x channels x ld): dz[m t - ph + k] += sum_xi B^T[xi, k] dZt_xi over the tiles.
     public func gradInputTransform(_ dzt: UnsafePointer<Float>, channels: Int, ld: Int, images: Int,
                                    into dz: UnsafeMutablePointer<Float>, channelStride: Int, imageStride: Int) {
-        if m == 2 {
+        guard let plans else {
             return gradInputTransformF23(dzt, channels: channels, ld: ld, images: images, into: dz,
                                          channelStride: channelStride, imageStride: imageStride)
         }
