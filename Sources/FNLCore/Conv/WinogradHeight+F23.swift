@@ -14,7 +14,7 @@ extension WinogradHeight {
     /// Zt_xi (4 x channels x ld) from `images` images of z: channel c of image n is the
     /// height x width plane at z + c * channelStride + n * imageStride.
     func inputTransformF23(_ z: UnsafePointer<Float>, channels: Int, channelStride: Int, imageStride: Int,
-                               images: Int, into zt: UnsafeMutablePointer<Float>, ld: Int) {
+                           images: Int, into zt: UnsafeMutablePointer<Float>, ld: Int) {
         let w = width, point = channels * ld
         for c in 0..<channels {
             for n in 0..<images {
@@ -36,7 +36,7 @@ extension WinogradHeight {
     /// y (NCHW, `channels` channels, for `images` images) from Yt_xi (4 x channels x ld),
     /// plus bias.
     func outputTransformF23(_ yt: UnsafePointer<Float>, channels: Int, ld: Int, images: Int,
-                                bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>) {
+                            bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>) {
         let w = width, point = channels * ld, outPlane = outHeight * w
         for n in 0..<images {
             for o in 0..<channels {
@@ -59,7 +59,7 @@ extension WinogradHeight {
 
     /// dYt_xi (4 x channels x ld) from the output gradient g (NCHW, `images` images).
     func gradOutputTransformF23(_ g: UnsafePointer<Float>, channels: Int, images: Int,
-                                    into dyt: UnsafeMutablePointer<Float>, ld: Int) {
+                                into dyt: UnsafeMutablePointer<Float>, ld: Int) {
         let w = width, point = channels * ld, outPlane = outHeight * w
         for n in 0..<images {
             for o in 0..<channels {
@@ -81,7 +81,7 @@ extension WinogradHeight {
     /// dz (overwritten: channels x images planes as in `inputTransform`) from dZt_xi
     /// (4 x channels x ld): dz[2t - ph + k] += sum_xi B^T[xi, k] dZt_xi over the tiles.
     func gradInputTransformF23(_ dzt: UnsafePointer<Float>, channels: Int, ld: Int, images: Int,
-                                   into dz: UnsafeMutablePointer<Float>, channelStride: Int, imageStride: Int) {
+                               into dz: UnsafeMutablePointer<Float>, channelStride: Int, imageStride: Int) {
         let w = width, point = channels * ld
         // Row k of B (= column k of B^T): k0 [1 0 0 0], k1 [0 1 -1 1], k2 [-1 1 1 0], k3 [0 0 0 -1].
         // Input row h = 2t - ph + k is written once, from the two tiles that read it: with
@@ -115,7 +115,7 @@ extension WinogradHeight {
     /// out[i] = sa * a[i] + sb * b[i] for i < count, a missing row reading as zeros.
     @inline(__always)
     private func combineF23(_ out: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>?, _ sa: Float,
-                         _ b: UnsafePointer<Float>?, _ sb: Float, _ count: Int) {
+                            _ b: UnsafePointer<Float>?, _ sb: Float, _ count: Int) {
         switch (a, b) {
         case let (a?, b?): for i in 0..<count { out[i] = sa * a[i] + sb * b[i] }
         case let (a?, nil): for i in 0..<count { out[i] = sa * a[i] }
