@@ -46,11 +46,12 @@ public func fnl_conv2d_forward(_ geom: UnsafePointer<Int64>?, _ x: UnsafePointer
         let p = try DenseConv.Plan(try geometry(geom))
         let g = p.geometry
         let x = try nonNull(x, "x"), k = try nonNull(k, "K")
-        try Finite.check(x, g.inputCount, "x")
         try Finite.check(k, g.kernelCount, "K")
         if let bias { try Finite.check(bias, g.cOut, "bias") }
-        try DenseConv.forward(p, x: x, kernel: k, bias: bias, y: try nonNull(y, "y"),
-                              workspace: ws, workspaceCount: try workspaceCount(ws, wsCount))
+        let finite = try DenseConv.forward(p, x: x, kernel: k, bias: bias, y: try nonNull(y, "y"),
+                                           workspace: ws, workspaceCount: try workspaceCount(ws, wsCount))
+        // Every used value of x reaches y: x is scanned only when y is not finite.
+        if !finite { try Finite.check(x, g.inputCount, "x") }
     }
 }
 
@@ -64,12 +65,14 @@ public func fnl_conv2d_backward(_ geom: UnsafePointer<Int64>?, _ gy: UnsafePoint
         let p = try DenseConv.Plan(try geometry(geom))
         let g = p.geometry
         let gy = try nonNull(gy, "grad_y"), x = try nonNull(x, "x"), k = try nonNull(k, "K")
-        try Finite.check(gy, g.outputCount, "grad_y")
-        try Finite.check(x, g.inputCount, "x")
         try Finite.check(k, g.kernelCount, "K")
+        let dk = try nonNull(dk, "dK")
         try DenseConv.backward(p, gradOutput: gy, x: x, kernel: k, dx: try nonNull(dx, "dx"),
-                               dKernel: try nonNull(dk, "dK"), dbias: dbias,
+                               dKernel: dk, dbias: dbias,
                                workspace: ws, workspaceCount: try workspaceCount(ws, wsCount))
+        // grad_y and x reach dK (a sum over every pixel): scanned only when it is not finite.
+        try Finite.checkInputs(ifNotFinite: [(UnsafePointer(dk), g.kernelCount)],
+                               [(gy, g.outputCount, "grad_y"), (x, g.inputCount, "x")])
     }
 }
 
@@ -105,12 +108,13 @@ public func fnl_lowrank_conv2d_forward(_ geom: UnsafePointer<Int64>?, _ depth: I
         let p = try LowRankConv.Plan(try geometry(geom), ranks: try ranks(depth, rankList), path: try path(requested))
         let g = p.geometry
         let x = try nonNull(x, "x")
-        try Finite.check(x, g.inputCount, "x")
         if let bias { try Finite.check(bias, g.cOut, "bias") }
-        try LowRankConv.forward(p, x: x, u: try nonNull(u, "U"), v: try nonNull(v, "V"),
-                                middle: try pointerList(middle, p.depth, "middle"), bias: bias, y: try nonNull(y, "y"),
-                                intermediate: intermediate, workspace: ws,
-                                workspaceCount: try workspaceCount(ws, wsCount))
+        let finite = try LowRankConv.forward(p, x: x, u: try nonNull(u, "U"), v: try nonNull(v, "V"),
+                                             middle: try pointerList(middle, p.depth, "middle"), bias: bias,
+                                             y: try nonNull(y, "y"), intermediate: intermediate, workspace: ws,
+                                             workspaceCount: try workspaceCount(ws, wsCount))
+        // Every used value of x reaches y: x is scanned only when y is not finite.
+        if !finite { try Finite.check(x, g.inputCount, "x") }
     }
 }
 
@@ -130,14 +134,18 @@ public func fnl_lowrank_conv2d_backward(_ geom: UnsafePointer<Int64>?, _ depth: 
         let p = try LowRankConv.Plan(try geometry(geom), ranks: try ranks(depth, rankList), path: try path(requested))
         let g = p.geometry
         let gy = try nonNull(gy, "grad_y"), x = try nonNull(x, "x")
-        try Finite.check(gy, g.outputCount, "grad_y")
-        try Finite.check(x, g.inputCount, "x")
-        if let intermediate { try Finite.check(intermediate, p.intermediateCount, "intermediate") }
         let dms = try pointerList(dmiddle, p.depth, "dmiddle")
+        let du = try nonNull(du, "dU"), dv = try nonNull(dv, "dV")
         try LowRankConv.backward(p, gradOutput: gy, x: x, u: try nonNull(u, "U"), v: try nonNull(v, "V"),
                                  middle: try pointerList(middle, p.depth, "middle"), intermediate: intermediate,
-                                 dx: try nonNull(dx, "dx"), du: try nonNull(du, "dU"), dv: try nonNull(dv, "dV"),
+                                 dx: try nonNull(dx, "dx"), du: du, dv: dv,
                                  dMiddle: dms, dbias: dbias, workspace: ws,
                                  workspaceCount: try workspaceCount(ws, wsCount))
+        // grad_y, x and the intermediate reach dU and dV (sums over every pixel): scanned only
+        // when those are not finite.
+        var inputs = [(gy, g.outputCount, "grad_y"), (x, g.inputCount, "x")]
+        if let intermediate { inputs.append((intermediate, p.intermediateCount, "intermediate")) }
+        try Finite.checkInputs(ifNotFinite: [(UnsafePointer(du), p.rowsW * p.ranks[0]),
+                                             (UnsafePointer(dv), p.colsW * p.ranks[p.depth])], inputs)
     }
 }

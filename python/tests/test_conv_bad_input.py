@@ -164,6 +164,72 @@ def test_nan_and_inf(arg):
             conv.conv2d(base["x"], K, padding=1)
 
 
+def _random_case(seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((3, 8, 9, 9)).astype(np.float32)
+    U = rng.standard_normal((6 * 3, 8)).astype(np.float32)
+    V = rng.standard_normal((8 * 3, 8)).astype(np.float32)
+    g = rng.standard_normal((3, 6, 9, 9)).astype(np.float32)
+    return rng, x, U, V, g
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("path", ["fused", "compose"])
+@pytest.mark.parametrize("arg", ["x", "grad_y", "intermediate"])
+def test_non_finite_found_at_any_position(arg, path, value):
+    """Large inputs are scanned only when a result is not finite: a NaN or infinity anywhere
+    in them still reaches a result and is reported with its first flat index (Winograd and
+    lowered stages, both paths, forward and backward)."""
+    if arg == "intermediate" and path == "compose":
+        pytest.skip("the intermediate exists only on the fused path")
+    for seed in range(4):
+        rng, x, U, V, g = _random_case(seed)
+        y, z = conv.lowrank_conv2d_forward(x, U, V, 3, padding=1, _path="fused")
+        base = dict(x=x, grad_y=g, intermediate=z)
+        bad = base[arg]
+        j = int(rng.integers(bad.size))
+        bad.reshape(-1)[j] = value
+        msg = rf"{arg} contains NaN or inf \(first at flat index {j}:"
+        inter = z if path == "fused" else None
+        with pytest.raises(ValueError, match=r"\[fnl.lowrank_conv2d_backward\] " + msg):
+            conv.lowrank_conv2d_backward(g, x, U, V, 3, padding=1, intermediate=inter, _path=path)
+        if arg == "intermediate":
+            continue
+        K = rng.standard_normal((6, 8, 3, 3)).astype(np.float32)
+        K5 = rng.standard_normal((6, 8, 5, 5)).astype(np.float32)
+        with pytest.raises(ValueError, match=r"\[fnl.conv2d_backward\] " + msg):
+            conv.conv2d_backward(g, x, K, padding=1)
+        if arg == "x":
+            with pytest.raises(ValueError, match=r"\[fnl.lowrank_conv2d\] " + msg):
+                conv.lowrank_conv2d(x, U, V, 3, padding=1, _path=path)
+            for k, pad in ((K, 1), (K5, 2)):
+                with pytest.raises(ValueError, match=r"\[fnl.conv2d\] " + msg):
+                    conv.conv2d(x, k, padding=pad)
+
+
+def test_values_no_output_reads_change_nothing():
+    """A NaN in a pixel that a stride skips enters no result: the call succeeds and returns
+    what it returns with that pixel zero (no silent wrong answer)."""
+    rng, x, U, V, _ = _random_case(0)
+    K = rng.standard_normal((6, 8, 1, 1)).astype(np.float32)
+    bad = x.copy()
+    bad[1, 2, 3, 5] = np.nan  # odd row and column: stride 2 never reads it
+    clean = x.copy()
+    clean[1, 2, 3, 5] = 0
+    g = rng.standard_normal((3, 6, 5, 5)).astype(np.float32)
+    np.testing.assert_array_equal(conv.conv2d(bad, K, stride=2), conv.conv2d(clean, K, stride=2))
+    got, want = conv.conv2d_backward(g, bad, K, stride=2), conv.conv2d_backward(g, clean, K, stride=2)
+    np.testing.assert_array_equal(got["K"], want["K"])
+    np.testing.assert_array_equal(got["x"], want["x"])
+    U1, V1 = U[:6], V[:8]
+    np.testing.assert_array_equal(conv.lowrank_conv2d(bad, U1, V1, 1, stride=2),
+                                  conv.lowrank_conv2d(clean, U1, V1, 1, stride=2))
+    got = conv.lowrank_conv2d_backward(g, bad, U1, V1, 1, stride=2)
+    want = conv.lowrank_conv2d_backward(g, clean, U1, V1, 1, stride=2)
+    for key in ("x", "U", "V"):
+        np.testing.assert_array_equal(got[key], want[key])
+
+
 def test_nan_in_forward_only_arguments():
     """bias and K values reach the forward pass (the backward needs only bias's presence)."""
     b = f32(4)

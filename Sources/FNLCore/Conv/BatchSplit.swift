@@ -50,6 +50,21 @@ public struct BatchSplit {
         Threads.withSerialBlas { Threads.run(workers: workers, work) }
     }
 
+    /// `run(body)`, returning whether every value the chunks wrote to `output` (`perImage`
+    /// floats per image, images contiguous) is finite; each chunk's part is scanned right after
+    /// the chunk wrote it, while it is still in the worker's cache.
+    public func runCheckingOutput(_ output: UnsafePointer<Float>, perImage: Int,
+                                  _ body: (_ worker: Int, _ first: Int, _ count: Int) -> Void) -> Bool {
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: workers) { sums in
+            sums.initialize(repeating: 0)
+            run { w, n0, nb in
+                body(w, n0, nb)
+                sums[w] += Finite.poisonedSum(output + n0 * perImage, nb * perImage)
+            }
+            return sums.allSatisfy { $0 == 0 }
+        }
+    }
+
     /// Adds the `workers - 1` partial results in `partials` (each `count` floats) to `total`,
     /// in worker order.
     public func reduce(_ partials: UnsafePointer<Float>, count: Int, into total: UnsafeMutablePointer<Float>) {

@@ -38,14 +38,14 @@ extension DenseConv {
 
     static func forwardWinograd(_ p: Plan, x: UnsafePointer<Float>, kernel k: UnsafePointer<Float>,
                                 bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>,
-                                workspace s: [UnsafeMutablePointer<Float>]) throws {
-        guard let wino = p.winograd else { return }
+                                workspace s: [UnsafeMutablePointer<Float>]) throws -> Bool {
+        guard let wino = p.winograd else { return true }
         let g = p.geometry, rows = g.cIn * g.kw, ldT = p.ldT
-        try withScratch([g.cOut * 3 * rows, wino.points * g.cOut * rows], "the Winograd kernel") { ks in
+        return try withScratch([g.cOut * 3 * rows, wino.points * g.cOut * rows], "the Winograd kernel") { ks in
             let (a, kt) = (ks[0], ks[1])
             heightMajor(k, g, into: a)
             wino.kernelTransform(a, cOut: g.cOut, rank: rows, into: kt)
-            p.split.run { w, n0, nb in
+            return p.split.runCheckingOutput(y, perImage: g.cOut * g.outPlane) { w, n0, nb in
                 let (l1, it, ot) = (s[Plan.parts * w], s[Plan.parts * w + 1], s[Plan.parts * w + 2])
                 let nT = nb * wino.columnsPerImage
                 let (src, cs, ims) = widthLowered(p, x + n0 * g.cIn * g.inPlane, images: nb, buffer: l1)

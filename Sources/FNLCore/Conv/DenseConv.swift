@@ -96,19 +96,19 @@ public enum DenseConv {
     }
 
     /// y (batch, c_out, outH, outW) from x (batch, c_in, H, W), K (c_out, c_in, kh, kw) and an
-    /// optional bias (c_out).
+    /// optional bias (c_out). Returns whether y is finite (scanned chunk by chunk as written).
+    @discardableResult
     public static func forward(_ p: Plan, x: UnsafePointer<Float>, kernel k: UnsafePointer<Float>,
                                bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>,
-                               workspace: UnsafeMutablePointer<Float>? = nil, workspaceCount: Int = 0) throws {
+                               workspace: UnsafeMutablePointer<Float>? = nil, workspaceCount: Int = 0) throws -> Bool {
         let g = p.geometry
-        try ConvWorkspace.with(p.forwardCounts, external: workspace, externalCount: workspaceCount,
-                               "the conv2d forward pass") { s in
+        return try ConvWorkspace.with(p.forwardCounts, external: workspace, externalCount: workspaceCount,
+                                      "the conv2d forward pass") { s in
             if p.winograd != nil {
-                try forwardWinograd(p, x: x, kernel: k, bias: bias, y: y, workspace: s)
-                return
+                return try forwardWinograd(p, x: x, kernel: k, bias: bias, y: y, workspace: s)
             }
             let rowsL = p.lowering.rowCount
-            p.split.run { w, n0, nb in
+            return p.split.runCheckingOutput(y, perImage: g.cOut * g.outPlane) { w, n0, nb in
                 let (cols, ycm) = (s[Plan.parts * w], s[Plan.parts * w + 1])
                 let n = nb * g.outPlane, ld = p.ld
                 let xc = x + n0 * g.cIn * g.inPlane

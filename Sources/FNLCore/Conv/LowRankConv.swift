@@ -201,8 +201,8 @@ public enum LowRankConv {
         public var backwardCounts: [Int] { dense?.backwardCounts ?? fusedCountsAllWorkers }
         public var forwardWorkspace: Int { (try? ConvWorkspace.total(forwardCounts)) ?? Int.max }
         public var backwardWorkspace: Int { (try? ConvWorkspace.total(backwardCounts)) ?? Int.max }
-        var rowsW: Int { geometry.cOut * geometry.kh }
-        var colsW: Int { geometry.cIn * geometry.kw }
+        public var rowsW: Int { geometry.cOut * geometry.kh }
+        public var colsW: Int { geometry.cIn * geometry.kw }
     }
 
     /// The factors as matrix views, V^T materialized (r_d x (c_in*kw)) in `vt`.
@@ -268,35 +268,36 @@ public enum LowRankConv {
 
     /// y (batch, c_out, outH, outW) = conv2d(x, K(U M V^T)) + bias. When `intermediate` is
     /// given (fused path only) it receives z (r, batch, H, outW) for a later backward pass.
+    /// Returns whether y is finite (scanned chunk by chunk as written).
+    @discardableResult
     public static func forward(_ p: Plan, x: UnsafePointer<Float>, u: UnsafePointer<Float>, v: UnsafePointer<Float>,
                                middle: [UnsafePointer<Float>], bias: UnsafePointer<Float>?,
                                y: UnsafeMutablePointer<Float>, intermediate: UnsafeMutablePointer<Float>? = nil,
-                               workspace: UnsafeMutablePointer<Float>? = nil, workspaceCount: Int = 0) throws {
+                               workspace: UnsafeMutablePointer<Float>? = nil, workspaceCount: Int = 0) throws -> Bool {
         let g = p.geometry
         let c = try chain(p, u: u, v: v, middle: middle)
         try require(intermediate == nil || p.path == .fused, "the intermediate exists only on the fused path")
-        try withSplitFactors(p, c) { a, bt, _ in
+        return try withSplitFactors(p, c) { a, bt, _ in
             if let dense = p.dense {
-                try withScratch(g.kernelCount, "the composed kernel") { k in
+                return try withScratch(g.kernelCount, "the composed kernel") { k in
                     ConvLayout.toKernel(a, try ConvLayout.Shape(cOut: g.cOut, cIn: g.cIn, kh: g.kh, kw: g.kw), k)
-                    try DenseConv.forward(dense, x: x, kernel: k, bias: bias, y: y,
-                                          workspace: workspace, workspaceCount: workspaceCount)
+                    return try DenseConv.forward(dense, x: x, kernel: k, bias: bias, y: y,
+                                                 workspace: workspace, workspaceCount: workspaceCount)
                 }
-                return
             }
             let transposed = p.transposedStage1Possible
             let tStage = transposed ? try p.transposedStage1(channelStride: intermediate == nil ? p.ld1 : g.batch * p.midPlane) : nil
-            try withScratch([transposed ? p.colsW * p.rank : 1, p.winograd.map { $0.points * g.cOut * p.rank } ?? 1],
-                            "the stage matrices") { sm in
+            return try withScratch([transposed ? p.colsW * p.rank : 1, p.winograd.map { $0.points * g.cOut * p.rank } ?? 1],
+                                   "the stage matrices") { sm in
             let (mT, aw) = (sm[0], sm[1])
             if transposed { transposedStage1Matrix(p, bt: bt, into: mT) }
             p.winograd?.kernelTransform(a, cOut: g.cOut, rank: p.rank, into: aw)
-            try ConvWorkspace.with(p.fusedCountsAllWorkers, external: workspace, externalCount: workspaceCount,
-                                   "the lowrank_conv2d forward pass") { s in
+            return try ConvWorkspace.with(p.fusedCountsAllWorkers, external: workspace, externalCount: workspaceCount,
+                                          "the lowrank_conv2d forward pass") { s in
                 let r = p.rank, cols = p.colsW, kr = g.kh * r
                 let st1 = p.stage1
                 let ld1 = p.ld1, ld2 = p.ld2
-                p.batchSplit.run { w, n0, nb in
+                return p.batchSplit.runCheckingOutput(y, perImage: g.cOut * g.outPlane) { w, n0, nb in
                     let q = Plan.fusedParts * w
                     let (x1, zbuf, x2, ycm) = (s[q], s[q + 1], s[q + 2], s[q + 3])
                     let n1 = nb * p.midPlane, n2 = nb * g.outPlane

@@ -40,6 +40,19 @@ public enum Finite {
         return acc.sum() + tail
     }
 
+    /// Checks the `inputs` (pointer, count, name) in order only when one of the `results` is not
+    /// finite. For results that every input value reaches through sums of products (the kernel
+    /// gradients of a convolution, which sum over every pixel), a NaN or infinity in an input
+    /// makes them non-finite (NaN * 0 and inf * 0 are NaN; inf - inf is NaN), so large inputs
+    /// are scanned only on that path. An input value that enters no result (one skipped by a
+    /// stride) changes nothing and is not reported; finite inputs whose results overflowed are
+    /// not an input error either and pass.
+    public static func checkInputs(ifNotFinite results: [(UnsafePointer<Float>, Int)],
+                                   _ inputs: [(UnsafePointer<Float>, Int, String)]) throws {
+        if results.allSatisfy({ allFinite($0.0, $0.1) }) { return }
+        for (x, count, name) in inputs { try check(x, count, name) }
+    }
+
     /// Throws `.invalid` when `x` holds NaN or infinity.
     public static func check(_ x: UnsafePointer<Float>, _ count: Int, _ name: String) throws {
         if let j = firstNonFinite(x, count) {
