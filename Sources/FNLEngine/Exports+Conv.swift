@@ -7,7 +7,7 @@ private func geometry(_ geom: UnsafePointer<Int64>?) throws -> ConvGeometry {
 
 private func path(_ raw: Int32) throws -> LowRankConv.Path {
     guard let p = LowRankConv.Path(rawValue: raw) else {
-        throw FNLError.invalid("path must be 0 (auto), 1 (fused) or 2 (compose), got \(raw)")
+        throw FNLError.invalid("path must be 0 (auto), 1 (fused), 2 (compose) or 3 (fused, matrix products), got \(raw)")
     }
     return p
 }

@@ -96,6 +96,45 @@ final class ConvLowRankTests: XCTestCase {
         }
     }
 
+    /// The direct stages (`LowRankConv+Direct.swift`, both passes when `.fused` is requested)
+    /// equal the matrix-product stages and the direct convolution, over kernels 3x3, 1x5, 5x3
+    /// at every padding of the range, heights and widths 1...9, batches 1 and 3, 1 to 3
+    /// workers, chains with and without a middle matrix, with and without the saved
+    /// intermediate.
+    func testDirectStagesMatchProducts() throws {
+        var rng = ConvRandom(29)
+        var checked = 0
+        for (kh, kw) in [(3, 3), (1, 5), (5, 3)] { for ph in 0..<kh { for pw in 0..<kw {
+            for (height, width) in [(1, 1), (4, 9), (9, 2), (8, 8)] { for batch in [1, 3] {
+                guard height + 2 * ph >= kh, width + 2 * pw >= kw else { continue }
+                let g = try ConvGeometry(batch: batch, cIn: 3, height: height, width: width, cOut: 5, kh: kh, kw: kw,
+                                         stride: (1, 1), padding: (ph, pw), dilation: (1, 1))
+                for ranks in [[2], [9, 3]] {
+                    let f = factors(g, ranks, &rng)
+                    let x = rng.array(g.inputCount), gy = rng.array(g.outputCount), bias = rng.array(g.cOut)
+                    var yR = naiveConv(x, f.kernel(g, ranks), g)
+                    for i in 0..<yR.count { yR[i] += Double(bias[(i / g.outPlane) % g.cOut]) }
+                    let workers = 1 + checked % 3, saved = checked % 2 == 0
+                    let direct = try LowRankConv.Plan(g, ranks: ranks, path: .fused, workers: workers)
+                    let products = try LowRankConv.Plan(g, ranks: ranks, path: .fusedProducts, workers: workers)
+                    XCTAssertTrue(direct.usesDirectStages && direct.directBackward)
+                    XCTAssertFalse(products.usesDirectStages || products.directBackward)
+                    let a = try run(direct, f, x, bias, gy, saved: saved), b = try run(products, f, x, bias, gy, saved: saved)
+                    let what = "\(g) ranks \(ranks) workers \(workers) saved \(saved)"
+                    assertClose(a.y, yR, 2e-5, "y " + what)
+                    assertClose(a.y, b.y.map { Double($0) }, 2e-5, "y vs products " + what)
+                    assertClose(a.dx, b.dx.map { Double($0) }, 2e-5, "dx " + what)
+                    assertClose(a.du, b.du.map { Double($0) }, 2e-5, "dU " + what)
+                    assertClose(a.dv, b.dv.map { Double($0) }, 2e-5, "dV " + what)
+                    assertClose(a.db, b.db.map { Double($0) }, 2e-5, "dbias " + what)
+                    for (m, n) in zip(a.dm, b.dm) { assertClose(m, n.map { Double($0) }, 2e-5, "dM " + what) }
+                    checked += 1
+                }
+            } }
+        } } }
+        XCTAssertGreaterThan(checked, 150)
+    }
+
     /// Stage 2 by Winograd F(2, 3) and F(4, 3) equals the lowered stage 2 and the direct
     /// convolution, over heights 1...9 (partial last tiles), paddings 0...2, widths 1 and 5,
     /// batches 1 and 3, 1 and 2 workers, with and without the saved intermediate and bias.
@@ -114,7 +153,8 @@ final class ConvLowRankTests: XCTestCase {
                 for workers in [1, 2] { for tile in [2, 4] {
                     let wino = try LowRankConv.Plan(g, ranks: ranks, path: .fused, workers: workers, winograd: true,
                                                     winogradTile: tile)
-                    let lowered = try LowRankConv.Plan(g, ranks: ranks, path: .fused, workers: workers, winograd: false)
+                    let lowered = try LowRankConv.Plan(g, ranks: ranks, path: .fusedProducts, workers: workers,
+                                                       winograd: false)
                     XCTAssertEqual(wino.winograd?.m, tile)
                     XCTAssertNil(lowered.winograd)
                     let saved = workers == 2

@@ -33,7 +33,7 @@ final class ConvExportsTests: XCTestCase {
         let geom: [Int64] = [1, 1, 4, 4, 1, 3, 3, 1, 1, 1, 1, 1, 1]
         let ranks: [Int64] = [1]
         XCTAssertEqual(fnl_lowrank_conv2d_plan(geom, 0, ranks, 7, nil, nil, nil, nil, nil, nil, nil, &err, err.count), FNL_EVALUE)
-        XCTAssertTrue(message.contains("path must be 0 (auto), 1 (fused) or 2 (compose)"), message)
+        XCTAssertTrue(message.contains("path must be 0 (auto), 1 (fused), 2 (compose) or 3 (fused, matrix products)"), message)
         XCTAssertEqual(fnl_lowrank_conv2d_plan(geom, -1, ranks, 0, nil, nil, nil, nil, nil, nil, nil, &err, err.count), FNL_EVALUE)
         var x = [Float](repeating: 1, count: 16)
         x[2] = .nan

@@ -41,7 +41,7 @@ ArrayLike = Union[np.ndarray, Sequence]
 IntOrPair = Union[int, Tuple[int, int]]
 Middle = Optional[Sequence[ArrayLike]]
 
-_PATHS = {"auto": 0, "fused": 1, "compose": 2}
+_PATHS = {"auto": 0, "fused": 1, "compose": 2, "fused-products": 3}
 
 __all__ = [
     "ConvWorkspace",
@@ -125,7 +125,7 @@ def _workspace(fn: str, workspace):
 
 def _path(fn: str, path: str) -> int:
     if path not in _PATHS:
-        raise ValueError(f"[fnl.{fn}] _path must be 'auto', 'fused' or 'compose', got {path!r}")
+        raise ValueError(f"[fnl.{fn}] _path must be 'auto', 'fused', 'compose' or 'fused-products', got {path!r}")
     return _PATHS[path]
 
 

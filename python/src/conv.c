@@ -253,7 +253,7 @@ static PyObject *conv2d_plan(PyObject *self, PyObject *const *args, Py_ssize_t n
 
 static int parse_path(PyObject *obj, const char *fn, int32_t *path) {
     long long p;
-    if (fnl_parse_int(obj, fn, "path", 0, 2, &p) < 0) return -1;
+    if (fnl_parse_int(obj, fn, "path", 0, 3, &p) < 0) return -1;
     *path = (int32_t)p;
     return 0;
 }

@@ -94,7 +94,7 @@ def rank_choices(case):
 LR_CASES = [(c, i) for c in CASES for i in range(5)]
 
 
-@pytest.mark.parametrize("path", ["fused", "compose"])
+@pytest.mark.parametrize("path", ["fused", "fused-products", "compose"])
 @pytest.mark.parametrize("case,ri", LR_CASES, ids=[f"{case_id(c)}-r{i}" for c, i in LR_CASES])
 def test_lowrank_matches_reference(case, ri, path):
     n, ci, co, h, w, k, s, p, d = case
@@ -129,29 +129,30 @@ def test_paths_agree_and_auto_choice():
         assert plan["path"] == expected
         assert plan["rank"] == min(ranks)
         results = {}
-        for path in ("auto", "fused", "compose"):
+        for path in ("auto", "fused", "fused-products", "compose"):
             y = conv.lowrank_conv2d(x, U, V, 3, padding=1, middle=middle, _path=path)
             d = conv.lowrank_conv2d_backward(np.ones_like(y), x, U, V, 3, padding=1, middle=middle, _path=path)
             results[path] = (y, d)
-        for path in ("fused", "compose"):
+        for path in ("fused", "fused-products", "compose"):
             close(results[path][0], results["auto"][0], rtol=1e-5, what=f"y {path}")
             for name in ("x", "U", "V"):
                 close(results[path][1][name], results["auto"][1][name], rtol=5e-5, what=f"d{name} {path}")
 
 
-def test_saved_intermediate():
+@pytest.mark.parametrize("fused", ["fused", "fused-products"])
+@pytest.mark.parametrize("case", [(3, 4, 5, 9, 8, (3, 3), (2, 1), 1, (1, 2)), (3, 4, 5, 9, 8, (3, 3), 1, 1, 1)])
+def test_saved_intermediate(case, fused):
     rng = np.random.default_rng(3)
-    case = (3, 4, 5, 9, 8, (3, 3), (2, 1), 1, (1, 2))
     n, ci, co, h, w, k, s, p, d = case
     x, U, V, middle, b = lowrank_inputs(rng, case, [6, 2, 4], True)
     kw = dict(stride=s, padding=p, dilation=d, bias=b, middle=middle)
-    y, z = conv.lowrank_conv2d_forward(x, U, V, k, _path="fused", **kw)
-    close(y, conv.lowrank_conv2d(x, U, V, k, _path="fused", **kw), rtol=1e-6)
-    wo = ref.out_size(w, 3, 1, 1, 2)
+    y, z = conv.lowrank_conv2d_forward(x, U, V, k, _path=fused, **kw)
+    close(y, conv.lowrank_conv2d(x, U, V, k, _path=fused, **kw), rtol=1e-6)
+    wo = ref.out_size(w, 3, 1, 1, d if isinstance(d, int) else d[1])
     assert z.shape == (2, n, h, wo) and z.dtype == np.float32
     g = rand(rng, *y.shape)
-    a = conv.lowrank_conv2d_backward(g, x, U, V, k, _path="fused", intermediate=z, **kw)
-    e = conv.lowrank_conv2d_backward(g, x, U, V, k, _path="fused", **kw)
+    a = conv.lowrank_conv2d_backward(g, x, U, V, k, _path=fused, intermediate=z, **kw)
+    e = conv.lowrank_conv2d_backward(g, x, U, V, k, _path=fused, **kw)
     for name in ("x", "U", "V", "bias"):
         close(a[name], e[name], rtol=1e-6, what=name)
     for am, em in zip(a["middle"], e["middle"]):
@@ -200,12 +201,12 @@ def test_lowrank_winograd_height_stage(h, pad, rank):
     U, V = rand(rng, co * 3, rank, scale=0.3), rand(rng, ci * 3, rank, scale=0.3)
     b = rand(rng, co)
     kw = dict(padding=(pad, 1), bias=b)
-    y, z = conv.lowrank_conv2d_forward(x, U, V, 3, _path="fused", **kw)
+    y, z = conv.lowrank_conv2d_forward(x, U, V, 3, _path="fused-products", **kw)
     close(y, ref.lowrank_conv2d(x, U, V, (3, 3), 1, (pad, 1), 1, b, None), what="y")
     g = rand(rng, *y.shape)
     want = ref.lowrank_conv2d_backward(g, x, U, V, (3, 3), 1, (pad, 1), 1, None)
     for saved in (None, z):
-        got = conv.lowrank_conv2d_backward(g, x, U, V, 3, _path="fused", intermediate=saved, **kw)
+        got = conv.lowrank_conv2d_backward(g, x, U, V, 3, _path="fused-products", intermediate=saved, **kw)
         for name in ("x", "U", "V"):
             close(got[name], want[name], rtol=5e-5, what=f"d{name}")
         close(got["bias"], want["bias"], what="dbias")
@@ -246,11 +247,11 @@ def test_winograd_f43_height_forms(h, pad):
     b = rand(rng, co)
     U, V = rand(rng, co * 3, r, scale=0.1), rand(rng, ci * 3, r, scale=0.1)
     opts = dict(padding=(pad, 1), bias=b)
-    y, z = conv.lowrank_conv2d_forward(x, U, V, 3, _path="fused", **opts)
+    y, z = conv.lowrank_conv2d_forward(x, U, V, 3, _path="fused-products", **opts)
     close(y, ref.lowrank_conv2d(x, U, V, (3, 3), 1, (pad, 1), 1, b, None), what="y")
     g = rand(rng, *y.shape)
     want = ref.lowrank_conv2d_backward(g, x, U, V, (3, 3), 1, (pad, 1), 1, None)
-    got = conv.lowrank_conv2d_backward(g, x, U, V, 3, _path="fused", intermediate=z, **opts)
+    got = conv.lowrank_conv2d_backward(g, x, U, V, 3, _path="fused-products", intermediate=z, **opts)
     for name in ("x", "U", "V"):
         close(got[name], want[name], rtol=5e-5, what=f"d{name}")
     close(got["bias"], want["bias"], what="dbias")
@@ -284,22 +285,50 @@ def test_lowrank_stage1_per_image(n, h, w, kw, pw, dw):
     try:
         for threads in (1, 2):
             fnl.set_num_threads(threads)
-            y, z = conv.lowrank_conv2d_forward(x, U, V, (kh, kw), _path="fused", **opts)
+            y, z = conv.lowrank_conv2d_forward(x, U, V, (kh, kw), _path="fused-products", **opts)
             close(y, want_y, what=f"y {threads} threads")
             for saved in (None, z):
-                got = conv.lowrank_conv2d_backward(g, x, U, V, (kh, kw), _path="fused", intermediate=saved, **opts)
+                got = conv.lowrank_conv2d_backward(g, x, U, V, (kh, kw), _path="fused-products", intermediate=saved, **opts)
                 for name in ("x", "U", "V", "bias"):
                     close(got[name], want[name], rtol=5e-5, what=f"d{name} {threads} threads")
     finally:
         fnl.set_num_threads(before)
 
 
+@pytest.mark.parametrize("n,c,o,h,w,k,p", [
+    (1, 3, 5, 1, 1, (3, 3), 1), (2, 19, 21, 8, 8, (3, 3), 1), (3, 16, 7, 13, 17, (3, 3), (2, 0)),
+    (1, 5, 64, 9, 33, (5, 3), (4, 1)), (2, 7, 3, 1, 12, (1, 5), (0, 3)), (1, 64, 16, 6, 5, (3, 5), (1, 4)),
+    (2, 9, 9, 16, 16, (3, 3), 0), (1, 4, 6, 2, 3, (3, 3), 2),
+])
+@pytest.mark.parametrize("r", [1, 8, 19])
+def test_lowrank_direct_stages(n, c, o, h, w, k, p, r):
+    """The fused path's direct stages (stride 1, dilation 1, padding <= kernel - 1: forward,
+    the two adjoint convolutions and the two kernel gradients) against the float64 reference
+    and the matrix-product stages, at remainder channel blocks, planes down to 1 x 1, vectors
+    spanning rows and every padding of the range, with the intermediate saved or recomputed."""
+    rng = np.random.default_rng(n * 1000 + c * 10 + r + h)
+    case = (n, c, o, h, w, k, 1, p, 1)
+    x, U, V, middle, b = lowrank_inputs(rng, case, [r], True)
+    kw = dict(padding=p, bias=b)
+    y, z = conv.lowrank_conv2d_forward(x, U, V, k, _path="fused", **kw)
+    close(y, ref.lowrank_conv2d(x, U, V, k, 1, p, 1, b, None), what="y")
+    yp, zp = conv.lowrank_conv2d_forward(x, U, V, k, _path="fused-products", **kw)
+    close(z, zp, rtol=1e-5, what="z")
+    g = rand(rng, *y.shape)
+    want = ref.lowrank_conv2d_backward(g, x, U, V, k, 1, p, 1, None)
+    for saved in (z, None):
+        got = conv.lowrank_conv2d_backward(g, x, U, V, k, _path="fused", intermediate=saved, **kw)
+        for name in ("x", "U", "V"):
+            close(got[name], want[name], rtol=5e-5, what=f"d{name}")
+        close(got["bias"], want["bias"], what="dbias")
+
+
 @pytest.mark.parametrize("batch", [1, 6, 7])
 def test_thread_counts_agree(batch):
     """The batch is split over min(threads, batch) workers, each with its own partial kernel
     gradients added in worker order: 1, 2, 3 and 5 threads give the same results to float
-    rounding, on the fused path (plain and transposed stage 1, saved intermediate), the
-    compose path and the dense kernel."""
+    rounding, on the fused path (direct stages; products with plain and transposed stage 1,
+    saved intermediate), the compose path and the dense kernel."""
     rng = np.random.default_rng(11)
     x = rand(rng, batch, 8, 20, 18)
     U, V = rand(rng, 8 * 3, 5), rand(rng, 8 * 3, 5)
@@ -318,6 +347,10 @@ def test_thread_counts_agree(batch):
             res += [y, d["x"], d["U"], d["V"], d["bias"]]
             y, z = conv.lowrank_conv2d_forward(x, U, Vw, 3, padding=1, middle=[M])
             d = conv.lowrank_conv2d_backward(np.sin(y), x, U, Vw, 3, padding=1, middle=[M], intermediate=z)
+            res += [y, z, d["x"], d["U"], d["V"], d["middle"][0]]
+            y, z = conv.lowrank_conv2d_forward(x, U, Vw, 3, padding=1, middle=[M], _path="fused-products")
+            d = conv.lowrank_conv2d_backward(np.sin(y), x, U, Vw, 3, padding=1, middle=[M], intermediate=z,
+                                             _path="fused-products")
             res += [y, z, d["x"], d["U"], d["V"], d["middle"][0]]
             y = conv.lowrank_conv2d(x, U, V, 3, padding=1, _path="compose")
             d = conv.lowrank_conv2d_backward(np.cos(y), x, U, V, 3, padding=1, _path="compose")

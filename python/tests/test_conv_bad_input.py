@@ -86,7 +86,7 @@ def test_groups_other_than_one():
     (dict(dilation=(0, 1)), r"dilation must be >= 1 along both axes"),
     (dict(kernel_size=0), r"kernel_size must be >= 1"),
     (dict(stride=2**40), r"stride must be < 2\*\*31"),
-    (dict(_path="fast"), r"_path must be 'auto', 'fused' or 'compose'"),
+    (dict(_path="fast"), r"_path must be 'auto', 'fused', 'compose' or 'fused-products'"),
 ])
 def test_option_values(kw, match):
     with pytest.raises(ValueError, match=r"\[fnl.lowrank_conv2d\] " + match):

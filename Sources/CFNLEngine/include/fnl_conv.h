@@ -41,10 +41,17 @@ int32_t fnl_conv2d_backward(const int64_t *geom, const float *grad_y, const floa
  * path: FNL_LRCONV_AUTO chooses by operation count between
  *   FNL_LRCONV_FUSED:   a 1 x kw conv (c_in -> r channels, width options) then a kh x 1 conv
  *                       (r -> c_out, height options), r = min_j r_j, W never formed;
- *   FNL_LRCONV_COMPOSE: W formed, then the dense convolution. */
+ *   FNL_LRCONV_COMPOSE: W formed, then the dense convolution.
+ * The fused path runs both stages as direct convolutions where both axes have stride 1,
+ * dilation 1 and padding <= kernel - 1 (and the engine was built for AVX2 + FMA), else as
+ * matrix products (lowering, Winograd). Under FNL_LRCONV_AUTO its backward pass takes the
+ * direct stages only where they were measured faster (large planes), under FNL_LRCONV_FUSED
+ * wherever they apply; FNL_LRCONV_FUSED_PRODUCTS requests the fused path with matrix products
+ * everywhere (comparisons and tests; the plan reports it as FNL_LRCONV_FUSED). */
 #define FNL_LRCONV_AUTO 0
 #define FNL_LRCONV_FUSED 1
 #define FNL_LRCONV_COMPOSE 2
+#define FNL_LRCONV_FUSED_PRODUCTS 3
 
 /* The path taken, the intermediate channels r, the output size, the workspace floats of
  * forward / backward and the float count of the intermediate z (r, n, h, out_w) of the

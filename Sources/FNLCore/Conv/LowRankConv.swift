@@ -16,7 +16,9 @@
 ///        instead (`WinogradHeight`: 4 products per two output rows instead of 6, or 6 per
 ///        four instead of 12).
 ///   Cost 2 N r (H outW c_in kw + outH outW kh c_out) flops (the second term 2/3 or 1/2 of
-///   that with Winograd);
+///   that with Winograd). Where both axes have stride 1, dilation 1 and padding <= kernel - 1
+///   the two stages run instead as direct one-dimensional convolutions (`AxisConv`, no
+///   lowering and no product packing; `LowRankConv+Direct.swift`);
 /// - **compose**: form W, map it to K and run `DenseConv`: 2 N outH outW c_out c_in kh kw flops
 ///   (plus the small product), cheaper for large or overcomplete ranks.
 ///
@@ -26,6 +28,9 @@ public enum LowRankConv {
         case auto = 0
         case fused = 1
         case compose = 2
+        /// The fused path with its stages as matrix products (lowering, Winograd) even where
+        /// the direct stages (`LowRankConv+Direct.swift`) apply; the plan then reports `.fused`.
+        case fusedProducts = 3
     }
 
     public struct Plan {
@@ -49,10 +54,22 @@ public enum LowRankConv {
         /// Stage 2 by Winograd F(m, 3) along the height (fused path, kh = 3, height stride and
         /// dilation 1), else nil: the stage is lowered.
         public let winograd: WinogradHeight?
+        /// Both stages as direct convolutions (fused path), else nil: the forward pass runs
+        /// them, the backward pass where `directBackward` holds.
+        let direct: DirectStages?
+        /// Whether the fused path's forward pass runs its stages as direct convolutions.
+        public var usesDirectStages: Bool { direct != nil }
+        /// Whether the backward pass runs the direct stages too: always when `.fused` was
+        /// requested; on `.auto` where their kernel gradients (sums over one image's pixels per
+        /// call) have planes large enough (`DirectStages.preferredBackward`), elsewhere the
+        /// matrix-product stages, whose products run over a chunk of images.
+        public let directBackward: Bool
 
         /// `winograd`: nil chooses (Winograd where it applies and r >= `WinogradHeight.minimumRank`);
         /// true or false forces it where it applies, or the lowered stage 2 (tests compare the two).
         /// `winogradTile`: 2 or 4 forces F(2, 3) or F(4, 3), nil takes `WinogradHeight.Transform.preferred`.
+        /// The direct stages are taken where they apply (on `.auto` only on 8-lane FMA builds)
+        /// unless `path` is `.fusedProducts` or `winograd` is true.
         public init(_ g: ConvGeometry, ranks: [Int], path requested: Path = .auto, chunkImages: Int = 0,
                     workers: Int = Threads.count, winograd allowed: Bool? = nil, winogradTile: Int? = nil) throws {
             try require(!ranks.isEmpty && ranks.count <= 65, "the chain must have 1..65 ranks, got \(ranks.count)")
@@ -78,8 +95,15 @@ public enum LowRankConv {
             composeFlops = g.denseFlops + chainFlops + 2 * Double(rows) * Double(ranks[ranks.count - 1]) * Double(cols)
             switch requested {
             case .auto: path = fusedFlops <= composeFlops ? .fused : .compose
+            case .fusedProducts: path = .fused
             default: path = requested
             }
+            // Direct stages: wherever they apply when `.fused` is requested, on `.auto` where
+            // the engine has 8-lane FMA (`DirectStages.preferred`).
+            let direct = path == .fused && requested != .fusedProducts && allowed != true
+                && (requested == .fused || DirectStages.preferred) ? DirectStages(g) : nil
+            self.direct = direct
+            directBackward = direct != nil && (requested == .fused || DirectStages.preferredBackward(g, rank: rank))
             if path == .compose {
                 let d = try DenseConv.Plan(g, chunkImages: chunkImages, workers: workers)
                 dense = d
@@ -196,9 +220,15 @@ public enum LowRankConv {
         /// Floats of workspace of the fused path (all workers).
         var fusedCountsAllWorkers: [Int] { batchSplit.replicate(fusedWorkerCounts) }
         /// Floats of workspace of the forward pass.
-        public var forwardCounts: [Int] { dense?.forwardCounts ?? fusedCountsAllWorkers }
+        public var forwardCounts: [Int] {
+            if let direct { return batchSplit.replicate(direct.workerCounts(geometry, rank: rank, backward: false)) }
+            return dense?.forwardCounts ?? fusedCountsAllWorkers
+        }
         /// Floats of workspace of the backward pass.
-        public var backwardCounts: [Int] { dense?.backwardCounts ?? fusedCountsAllWorkers }
+        public var backwardCounts: [Int] {
+            if let direct, directBackward { return batchSplit.replicate(direct.workerCounts(geometry, rank: rank, backward: true)) }
+            return dense?.backwardCounts ?? fusedCountsAllWorkers
+        }
         public var forwardWorkspace: Int { (try? ConvWorkspace.total(forwardCounts)) ?? Int.max }
         public var backwardWorkspace: Int { (try? ConvWorkspace.total(backwardCounts)) ?? Int.max }
         public var rowsW: Int { geometry.cOut * geometry.kh }
@@ -284,6 +314,10 @@ public enum LowRankConv {
                     return try DenseConv.forward(dense, x: x, kernel: k, bias: bias, y: y,
                                                  workspace: workspace, workspaceCount: workspaceCount)
                 }
+            }
+            if let d = p.direct {
+                return try forwardDirect(p, d, a: a, bt: bt, x: x, bias: bias, y: y, intermediate: intermediate,
+                                         workspace: workspace, workspaceCount: workspaceCount)
             }
             let transposed = p.transposedStage1Possible
             let tStage = transposed ? try p.transposedStage1(channelStride: intermediate == nil ? p.ld1 : g.batch * p.midPlane) : nil

@@ -49,6 +49,15 @@ extension LowRankConv {
                 }
                 return
             }
+            if let d = p.direct, p.directBackward {
+                try withScratch([p.rowsW * p.rank, p.rank * p.colsW, c.vCount], "the factor gradients") { sg in
+                    try backwardDirect(p, d, a: a, bt: bt, gradOutput: gy, x: x, intermediate: intermediate, dx: dx,
+                                       dA: sg[0], dBt: sg[1], dbias: dbias, workspace: workspace,
+                                       workspaceCount: workspaceCount)
+                    try factorGradients(p, f, dA: sg[0], dBt: sg[1], du: du, dMiddle: dMiddle, dv: dv, dvtScratch: sg[2])
+                }
+                return
+            }
             let r = p.rank, cols = p.colsW, kr = g.kh * r
             let transposed = p.transposedStage1Possible
             let tStage = transposed ? try p.transposedStage1(channelStride: p.ld1) : nil
@@ -184,11 +193,21 @@ extension LowRankConv {
                         dBt[j * cols + ch * g.kw + (g.kw - 1 - t)] = dT[(t * r + j) * g.cIn + ch]
                     } } }
                 }
-                let s1 = p.split + 1
-                try ChainRule.gradients(Array(f[0..<s1]), g: dA, into: [du] + Array(dMiddle[0..<p.split]))
-                try ChainRule.gradients(Array(f[s1...]), g: dBt, into: Array(dMiddle[p.split...]) + [dvt])
-                Blas.copy(dvt, rd, cols, dv, transpose: true)
+                try factorGradients(p, f, dA: dA, dBt: dBt, du: du, dMiddle: dMiddle, dv: dv, dvtScratch: dvt)
             }
         }
+    }
+
+    /// dU, dM_j and dV from dA ((c_out*kh) x r) and dB^T (r x (c_in*kw)) through the chain
+    /// (`ChainRule`) within A = U M_1..M_s and within B^T = M_{s+1}..M_d V^T; dV^T passes
+    /// through `dvtScratch`.
+    static func factorGradients(_ p: Plan, _ f: [MatrixView], dA: UnsafeMutablePointer<Float>,
+                                dBt: UnsafeMutablePointer<Float>, du: UnsafeMutablePointer<Float>,
+                                dMiddle: [UnsafeMutablePointer<Float>], dv: UnsafeMutablePointer<Float>,
+                                dvtScratch dvt: UnsafeMutablePointer<Float>) throws {
+        let s1 = p.split + 1
+        try ChainRule.gradients(Array(f[0..<s1]), g: dA, into: [du] + Array(dMiddle[0..<p.split]))
+        try ChainRule.gradients(Array(f[s1...]), g: dBt, into: Array(dMiddle[p.split...]) + [dvt])
+        Blas.copy(dvt, p.ranks[p.depth], p.colsW, dv, transpose: true)
     }
 }

@@ -1,0 +1,606 @@
+/// One-dimensional convolution along one axis of planes (rows x cols, row-major), stride 1,
+/// dilation 1, zero padding `padding` on that axis, kernel length `kernel`:
+///
+///     out[o, i] = bias[o] + sum_{c, t} weight[o, c, t] * in[c, i + (t - padding) * step]
+///
+/// step = one row (.height) or one column within the same row (.width); `in` is zero outside
+/// the plane (height: rows outside 0..<rows; width: columns outside 0..<cols). These are the
+/// two stages of the low-rank convolution (a 1 x kw conv, then a kh x 1 conv).
+///
+/// The weight gradient of one image is
+///
+///     dW[o, c, t] = sum_i gradOutput[o, i] * in[c, i + (t - padding) * step],
+///
+/// and the input gradient is the same convolution run backwards: `forward` with
+/// weight'[c, o, t] = weight[o, c, k-1-t] (packed through negative strides) and padding
+/// k-1-padding, on an `AxisConv` over the output plane.
+///
+/// How it runs (direct convolution, register-blocked, one core):
+/// - Both axes are seen as *lines* of outputs: a height conv is one line of outRows*cols
+///   outputs with taps `cols` apart; a width conv is outRows lines of outCols outputs with taps
+///   1 apart. Each call copies the input into a zero-padded buffer (scratch) where line r's
+///   output s reads tap t at `r * linePitch + s + t * tapStep`: every tap of a vector of 8
+///   outputs is then one unaligned load at a fixed offset, with no bounds tests.
+/// - `forward` computes J = 4 or 6 output channels x 2 vectors of 8 outputs per step (8 or 12
+///   SIMD8 accumulators, FMA), with the weights packed per block as [Cin][tap][J] and read one
+///   broadcast each. The last vector of a line whose length is not a multiple of 8 overlaps
+///   the one before (it recomputes a few outputs, which is harmless since outputs are
+///   overwritten); lines shorter than 8 are computed into staging planes and copied.
+/// - `weightGradient` computes 4 output channels x 3 (input channel, tap) pairs per step (12
+///   accumulators of partial sums over the vectors of outputs), summed across lanes at the
+///   end. Lines whose length is not a multiple of 8 read a copy of gradOutput whose lanes past
+///   the line end are zero.
+public struct AxisConv {
+    public enum Axis { case height, width }
+    public let axis: Axis
+    /// The input plane.
+    public let rows: Int, cols: Int
+    public let kernel: Int, padding: Int
+
+    /// rows + 2 padding - kernel + 1 on .height, else rows.
+    public var outRows: Int { axis == .height ? rows + 2 * padding - kernel + 1 : rows }
+    /// cols + 2 padding - kernel + 1 on .width, else cols.
+    public var outCols: Int { axis == .width ? cols + 2 * padding - kernel + 1 : cols }
+
+    /// Lines of outputs (outRows on .width, 1 on .height) and outputs per line.
+    let lineCount: Int, lineLength: Int
+    /// Vectors of 8 outputs that cover a line: ceil(lineLength / 8).
+    let vectorsPerLine: Int
+    /// Floats from one line to the next in the padded input, and from one tap to the next.
+    let linePitch: Int, tapStep: Int
+    /// Floats of one input channel's padded copy (a multiple of 8).
+    let paddedPlane: Int
+    /// Lines shorter than 8: `forward` computes them into staging planes of 8 floats a line.
+    let forwardStaged: Bool
+    /// (padded input offset, output offset) of every vector `forward` computes, in pairs (an
+    /// odd count repeats the last vector). Output offsets point into the staging planes when
+    /// `forwardStaged`.
+    let forwardVectors: [Int]
+
+    /// Throws FNLError.invalid unless rows, cols >= 1, 1 <= kernel <= 16,
+    /// 0 <= padding <= kernel - 1 and the output is non-empty.
+    public init(axis: Axis, rows: Int, cols: Int, kernel: Int, padding: Int) throws {
+        try require(rows >= 1 && cols >= 1, "the plane must have at least one row and column, got \(rows) x \(cols)")
+        let (plane, overflow) = rows.multipliedReportingOverflow(by: cols)
+        try require(!overflow && plane <= Int(Int32.max), "the plane \(rows) x \(cols) exceeds \(Int32.max) elements")
+        try require(kernel >= 1 && kernel <= 16, "the kernel length must be in 1...16, got \(kernel)")
+        try require(padding >= 0 && padding <= kernel - 1,
+                    "the padding must be in 0...\(kernel - 1) (kernel - 1), got \(padding)")
+        let length = axis == .height ? rows : cols
+        try require(length + 2 * padding - kernel + 1 >= 1,
+                    "the output is empty: the \(axis == .height ? "height" : "width") \(length) with padding \(padding) is shorter than the kernel \(kernel)")
+        self.axis = axis; self.rows = rows; self.cols = cols; self.kernel = kernel; self.padding = padding
+
+        let outRows = axis == .height ? rows + 2 * padding - kernel + 1 : rows
+        let outCols = axis == .width ? cols + 2 * padding - kernel + 1 : cols
+        switch axis {
+        case .height:
+            lineCount = 1; lineLength = outRows * cols; tapStep = cols
+            vectorsPerLine = (lineLength + 7) / 8
+            // Zero rows above, the plane, zeros below up to the last tap of the last vector.
+            linePitch = 0
+            paddedPlane = (8 * vectorsPerLine + (kernel - 1) * cols + 7) / 8 * 8
+        case .width:
+            lineCount = outRows; lineLength = outCols; tapStep = 1
+            vectorsPerLine = (lineLength + 7) / 8
+            // Each row: `padding` zeros, the row, zeros up to the last tap of the last vector;
+            // rows a multiple of 8 apart so that every vector's first tap is an aligned load.
+            linePitch = (8 * vectorsPerLine + kernel - 1 + 7) / 8 * 8
+            paddedPlane = (rows * linePitch + 7) / 8 * 8
+        }
+        forwardStaged = lineLength < 8
+        var vectors: [Int] = []
+        for r in 0..<lineCount {
+            if forwardStaged {
+                vectors += [r * linePitch, r * 8]
+                continue
+            }
+            for u in 0..<(lineLength / 8) { vectors += [r * linePitch + 8 * u, r * lineLength + 8 * u] }
+            if lineLength % 8 != 0 { vectors += [r * linePitch + lineLength - 8, r * lineLength + lineLength - 8] }
+        }
+        if vectors.count % 4 != 0 { vectors += vectors.suffix(2) }
+        forwardVectors = vectors
+    }
+
+    // MARK: - Packed weights
+
+    /// The blocks of output channels `forward` computes together: `wide` blocks of 6, then
+    /// `narrow` blocks of 4, covering outChannels rounded up to even (the extra rows of the
+    /// packed weights are zero and their outputs are discarded). Width convs favour blocks of
+    /// 6, height convs blocks of 4 (measured faster for each by the prototype sweep).
+    func blocks(_ outChannels: Int) -> (wide: Int, narrow: Int) {
+        let n = max(4, (outChannels + 1) / 2 * 2)
+        switch axis {
+        case .width:
+            switch n % 6 {
+            case 0: return (n / 6, 0)
+            case 4: return (n / 6, 1)
+            default: return ((n - 8) / 6, 2)
+            }
+        case .height:
+            switch n % 4 {
+            case 0: return (0, n / 4)
+            default: return (1, (n - 6) / 4)
+            }
+        }
+    }
+
+    /// Floats of the packed weights for these channel counts.
+    public func packedCount(outChannels: Int, inChannels: Int) -> Int {
+        let b = blocks(outChannels)
+        return (6 * b.wide + 4 * b.narrow) * inChannels * kernel
+    }
+
+    /// Packs weight[o, c, t] = w[o * outStride + c * inStride + t * tapStride] (strides may be
+    /// negative) as blocks of J output channels, each [Cin][tap][J]; rows past outChannels
+    /// are zero.
+    public func pack(_ w: UnsafePointer<Float>, outChannels: Int, inChannels: Int,
+                     outStride: Int, inStride: Int, tapStride: Int, into packed: UnsafeMutablePointer<Float>) {
+        let b = blocks(outChannels)
+        var dst = packed, o0 = 0
+        for block in 0..<(b.wide + b.narrow) {
+            let width = block < b.wide ? 6 : 4
+            for c in 0..<inChannels {
+                for t in 0..<kernel {
+                    for j in 0..<width {
+                        let o = o0 + j
+                        dst[j] = o < outChannels ? w[o * outStride + c * inStride + t * tapStride] : 0
+                    }
+                    dst += width
+                }
+            }
+            o0 += width
+        }
+    }
+
+    // MARK: - Scratch
+
+    /// Floats of scratch one call of `forward` or `weightGradient` needs (padded input copies,
+    /// tails); the caller gives each thread its own scratch.
+    public func scratchCount(inChannels: Int, outChannels: Int) -> Int {
+        let padded = inChannels * paddedPlane
+        let b = blocks(outChannels)
+        let bias = 6 * b.wide + 4 * b.narrow
+        let planes = forwardStaged ? 6 * lineCount * 8 : outRows * outCols   // staging or sink
+        let gradCopy = gradientStaged ? outChannels * lineCount * 8 * vectorsPerLine : 0
+        return padded + max(bias + planes, gradCopy) + 8 + 16
+    }
+
+    /// The scratch from its first 64-byte boundary (the padded copies are then aligned: every
+    /// vector's first tap is an aligned load, and no load of the first taps splits a cache line).
+    @inline(__always)
+    func aligned(_ scratch: UnsafeMutablePointer<Float>) -> UnsafeMutablePointer<Float> {
+        let misalignment = Int(bitPattern: scratch) & 63
+        return misalignment == 0 ? scratch : scratch + (64 - misalignment) / 4
+    }
+
+    /// Copies the input planes into the zero-padded layout (every float of the copy is
+    /// written: zeros where the plane is not). Inline vector moves, not library calls: the
+    /// rows are short (8 to 32 floats) and there are many of them.
+    func copyPadded(_ input: UnsafePointer<Float>, inChannels: Int, inStride: Int, into buffer: UnsafeMutablePointer<Float>) {
+        for c in 0..<inChannels {
+            let src = input + c * inStride, dst = buffer + c * paddedPlane
+            switch axis {
+            case .height:
+                let lead = padding * cols, body = rows * cols
+                zeroFloats(dst, lead)
+                copyFloats(src, dst + lead, body)
+                zeroFloats(dst + lead + body, paddedPlane - lead - body)
+            case .width:
+                // The whole line zeroed with aligned vector stores (linePitch is a multiple of
+                // 8), then the row copied over it: no short loops, which the compiler would
+                // turn into memset calls.
+                var line = dst, row = src
+                for _ in 0..<rows {
+                    var z = 0
+                    while z < linePitch { storeVector(SIMD8(), line + z); z &+= 8 }
+                    copyFloats(row, line + padding, cols)
+                    line += linePitch; row += cols
+                }
+                zeroFloats(dst + rows * linePitch, paddedPlane - rows * linePitch)
+            }
+        }
+    }
+
+    // MARK: - Forward
+
+    /// One image: input channel c's plane starts at input + c * inStride (rows x cols,
+    /// contiguous rows), output channel o's plane at output + o * outStride (outRows x outCols).
+    /// Overwrites the output (adds bias[o] when given). `packed` comes from `pack`.
+    public func forward(_ packed: UnsafePointer<Float>, outChannels: Int, inChannels: Int,
+                        input: UnsafePointer<Float>, inStride: Int,
+                        output: UnsafeMutablePointer<Float>, outStride: Int,
+                        bias: UnsafePointer<Float>?, scratch: UnsafeMutablePointer<Float>) {
+        let padded = aligned(scratch)
+        copyPadded(input, inChannels: inChannels, inStride: inStride, into: padded)
+        let b = blocks(outChannels)
+        let biasBlock = padded + inChannels * paddedPlane
+        let paddedOut = 6 * b.wide + 4 * b.narrow
+        for o in 0..<paddedOut { biasBlock[o] = o < outChannels ? (bias?[o] ?? 0) : 0 }
+        let planes = biasBlock + paddedOut
+        let stagePlane = lineCount * 8
+        let x = UnsafePointer(padded)
+        forwardVectors.withUnsafeBufferPointer { table in
+            let vectors = table.baseAddress!, pairs = table.count / 4
+            var wp = packed, o0 = 0
+            for block in 0..<(b.wide + b.narrow) {
+                let width = block < b.wide ? 6 : 4
+                // Output plane of channel o0 + j: the real one, a staging plane, or the sink.
+                @inline(__always)
+                func target(_ j: Int) -> UnsafeMutablePointer<Float> {
+                    forwardTarget(o0 + j, j, outChannels, output, outStride, planes)
+                }
+                let args = ForwardArguments(x: x, channelStride: paddedPlane, channels: inChannels, step: tapStep,
+                                            weights: wp, bias: UnsafePointer(biasBlock + o0),
+                                            vectors: vectors, pairs: pairs)
+                if width == 6 {
+                    if kernel == 3 {
+                        forwardBlock6Taps3(args, target(0), target(1), target(2), target(3), target(4), target(5))
+                    } else {
+                        forwardBlock6(args, taps: kernel, target(0), target(1), target(2), target(3), target(4), target(5))
+                    }
+                } else {
+                    if kernel == 3 {
+                        forwardBlock4Taps3(args, target(0), target(1), target(2), target(3))
+                    } else {
+                        forwardBlock4(args, taps: kernel, target(0), target(1), target(2), target(3))
+                    }
+                }
+                if forwardStaged {
+                    for j in 0..<min(width, outChannels - o0) {
+                        let src = planes + j * stagePlane, dst = output + (o0 + j) * outStride
+                        for r in 0..<lineCount {
+                            for s in 0..<lineLength { dst[r * lineLength + s] = src[r * 8 + s] }
+                        }
+                    }
+                }
+                wp += width * inChannels * kernel
+                o0 += width
+            }
+        }
+    }
+
+    /// Output plane of channel o (slot j of its block): in `output`, a staging plane
+    /// (`forwardStaged`), or the sink for the padding channels of the last block.
+    @inline(__always)
+    func forwardTarget(_ o: Int, _ j: Int, _ outChannels: Int, _ output: UnsafeMutablePointer<Float>, _ outStride: Int,
+                       _ planes: UnsafeMutablePointer<Float>) -> UnsafeMutablePointer<Float> {
+        if forwardStaged { return planes + j * lineCount * 8 }
+        return o < outChannels ? output + o * outStride : planes
+    }
+
+    // MARK: - Weight gradient
+
+    /// Lines whose length is not a multiple of 8: `weightGradient` reads a copy of gradOutput
+    /// with lines of 8 * vectorsPerLine floats, zero past the line end.
+    var gradientStaged: Bool { lineLength % 8 != 0 }
+
+    /// One image's contribution to the weight gradient:
+    ///
+    ///     dW[o, c, t] (+)= sum_i gradOutput[o, i] * in[c, i + (t - padding) * step]
+    ///
+    /// gradOutput channel o's plane (outRows x outCols) at gradOutput + o * outStride, input
+    /// as in `forward`; dW[o, c, t] at dw[o * dOutStride + c * dInStride + t * dTapStride]
+    /// (non-negative strides). accumulate false overwrites dW, true adds to it.
+    public func weightGradient(gradOutput: UnsafePointer<Float>, outChannels: Int, outStride: Int,
+                               input: UnsafePointer<Float>, inChannels: Int, inStride: Int,
+                               into dw: UnsafeMutablePointer<Float>, dOutStride: Int, dInStride: Int, dTapStride: Int,
+                               accumulate: Bool, scratch unaligned: UnsafeMutablePointer<Float>) {
+        let scratch = aligned(unaligned)
+        copyPadded(input, inChannels: inChannels, inStride: inStride, into: scratch)
+        let x = UnsafePointer(scratch)
+        // The gradient planes as the vectors read them: line r starts at r * gLinePitch.
+        var g = gradOutput, gPlane = outStride, gLinePitch = lineLength
+        if gradientStaged {
+            let copy = scratch + inChannels * paddedPlane
+            gLinePitch = 8 * vectorsPerLine
+            gPlane = lineCount * gLinePitch
+            for o in 0..<outChannels {
+                for r in 0..<lineCount {
+                    let src = gradOutput + o * outStride + r * lineLength, dst = copy + o * gPlane + r * gLinePitch
+                    copyFloats(src, dst, lineLength)
+                    (dst + lineLength).update(repeating: 0, count: gLinePitch - lineLength)
+                }
+            }
+            g = UnsafePointer(copy)
+        }
+        let lines = GradientLines(count: lineCount, vectors: vectorsPerLine, inputPitch: linePitch, gradPitch: gLinePitch)
+        let pairs = inChannels * kernel
+        var o0 = 0
+        while o0 < outChannels {
+            // Four gradient planes (past the last channel: repeats of it, results dropped).
+            let last = outChannels - 1
+            let g0 = g + o0 * gPlane, g1 = g + min(o0 + 1, last) * gPlane
+            let g2 = g + min(o0 + 2, last) * gPlane, g3 = g + min(o0 + 3, last) * gPlane
+            let jb = min(4, outChannels - o0)
+            // The (input channel, tap) pairs f0, f0+1, f0+2 of f = c * kernel + t, walked
+            // without divisions (past the last pair: repeats of it, results dropped).
+            var c0 = 0, t0 = 0, f0 = 0
+            while f0 < pairs {
+                var (c1, t1) = t0 + 1 < kernel ? (c0, t0 + 1) : (c0 + 1, 0)
+                if f0 + 1 >= pairs { (c1, t1) = (c0, t0) }
+                var (c2, t2) = t1 + 1 < kernel ? (c1, t1 + 1) : (c1 + 1, 0)
+                if f0 + 2 >= pairs { (c2, t2) = (c1, t1) }
+                let (s8, s4) = gradientBlock(lines, g0, g1, g2, g3,
+                                             x + c0 * paddedPlane + t0 * tapStep,
+                                             x + c1 * paddedPlane + t1 * tapStep,
+                                             x + c2 * paddedPlane + t2 * tapStep)
+                // dW offsets of the three pairs within an output channel's row.
+                let d0 = c0 &* dInStride &+ t0 &* dTapStride, d1 = c1 &* dInStride &+ t1 &* dTapStride
+                let d2 = c2 &* dInStride &+ t2 &* dTapStride
+                if jb == 4 && f0 + 3 <= pairs {
+                    storeGradient(dw + o0 &* dOutStride, dOutStride, d0, d1, d2, s8, s4, accumulate)
+                } else {
+                    let sums = GradientSums(s8, s4), mb = min(3, pairs - f0)
+                    for j in 0..<jb {
+                        let row = dw + (o0 + j) * dOutStride
+                        for m in 0..<mb {
+                            let at = row + (m == 0 ? d0 : m == 1 ? d1 : d2), sum = sums[j * 3 + m]
+                            at.pointee = accumulate ? at.pointee + sum : sum
+                        }
+                    }
+                }
+                (c0, t0) = t2 + 1 < kernel ? (c2, t2 + 1) : (c2 + 1, 0)
+                f0 += 3
+            }
+            o0 += 4
+        }
+    }
+
+}
+
+// MARK: - Helpers
+
+/// Copies `count` floats with 8-float moves (the last one overlapping the one before when
+/// count is not a multiple of 8).
+@inline(__always)
+func copyFloats(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, _ count: Int) {
+    if count < 8 {
+        for i in 0..<count { dst[i] = src[i] }
+        return
+    }
+    var i = 0
+    while i &+ 8 <= count {
+        storeVector(loadVector(src + i), dst + i)
+        i &+= 8
+    }
+    if i < count { storeVector(loadVector(src + (count &- 8)), dst + (count &- 8)) }
+}
+
+/// Sets `count` floats to zero (8-float stores as `copyFloats`).
+@inline(__always)
+func zeroFloats(_ dst: UnsafeMutablePointer<Float>, _ count: Int) {
+    if count < 8 {
+        for i in 0..<count { dst[i] = 0 }
+        return
+    }
+    var i = 0
+    while i &+ 8 <= count {
+        storeVector(SIMD8(), dst + i)
+        i &+= 8
+    }
+    if i < count { storeVector(SIMD8(), dst + (count &- 8)) }
+}
+
+@inline(__always)
+func loadVector(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
+    UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
+}
+
+@inline(__always)
+func storeVector(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) {
+    UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self)
+}
+
+// MARK: - Forward microkernels
+
+/// What a forward microkernel reads: the padded input (`channels` planes `channelStride`
+/// apart, taps `step` apart), the packed weights of one block ([channels][taps][J]), the
+/// block's J biases, and `pairs` pairs of vectors as (input offset, output offset) x 2.
+struct ForwardArguments {
+    let x: UnsafePointer<Float>
+    let channelStride: Int, channels: Int, step: Int
+    let weights: UnsafePointer<Float>
+    let bias: UnsafePointer<Float>
+    let vectors: UnsafePointer<Int>
+    let pairs: Int
+}
+
+/// J = 6 output channels x 2 vectors of 8 outputs, 12 accumulators:
+///
+///     y_j[out_v + l] = bias_j + sum_c sum_t w[c, t, j] * x[c * channelStride + in_v + l + t * step]
+@inline(__always)
+func forwardBlock6Core(_ a: ForwardArguments, taps: Int,
+                       _ y0: UnsafeMutablePointer<Float>, _ y1: UnsafeMutablePointer<Float>,
+                       _ y2: UnsafeMutablePointer<Float>, _ y3: UnsafeMutablePointer<Float>,
+                       _ y4: UnsafeMutablePointer<Float>, _ y5: UnsafeMutablePointer<Float>) {
+    let cs = a.channelStride, step = a.step
+    let b0 = SIMD8<Float>(repeating: a.bias[0]), b1 = SIMD8<Float>(repeating: a.bias[1])
+    let b2 = SIMD8<Float>(repeating: a.bias[2]), b3 = SIMD8<Float>(repeating: a.bias[3])
+    let b4 = SIMD8<Float>(repeating: a.bias[4]), b5 = SIMD8<Float>(repeating: a.bias[5])
+    var v = a.vectors
+    for _ in 0..<a.pairs {
+        var a00 = b0, a01 = b0, a10 = b1, a11 = b1, a20 = b2, a21 = b2
+        var a30 = b3, a31 = b3, a40 = b4, a41 = b4, a50 = b5, a51 = b5
+        var q0 = a.x + v[0], q1 = a.x + v[2]
+        var w = a.weights
+        for _ in 0..<a.channels {
+            var r0 = q0, r1 = q1
+            for _ in 0..<taps {
+                let x0 = loadVector(r0), x1 = loadVector(r1)
+                var k = SIMD8<Float>(repeating: w[0])
+                a00 = a00.addingProduct(k, x0); a01 = a01.addingProduct(k, x1)
+                k = SIMD8<Float>(repeating: w[1])
+                a10 = a10.addingProduct(k, x0); a11 = a11.addingProduct(k, x1)
+                k = SIMD8<Float>(repeating: w[2])
+                a20 = a20.addingProduct(k, x0); a21 = a21.addingProduct(k, x1)
+                k = SIMD8<Float>(repeating: w[3])
+                a30 = a30.addingProduct(k, x0); a31 = a31.addingProduct(k, x1)
+                k = SIMD8<Float>(repeating: w[4])
+                a40 = a40.addingProduct(k, x0); a41 = a41.addingProduct(k, x1)
+                k = SIMD8<Float>(repeating: w[5])
+                a50 = a50.addingProduct(k, x0); a51 = a51.addingProduct(k, x1)
+                w += 6; r0 += step; r1 += step
+            }
+            q0 += cs; q1 += cs
+        }
+        let o0 = v[1], o1 = v[3]
+        storeVector(a00, y0 + o0); storeVector(a01, y0 + o1)
+        storeVector(a10, y1 + o0); storeVector(a11, y1 + o1)
+        storeVector(a20, y2 + o0); storeVector(a21, y2 + o1)
+        storeVector(a30, y3 + o0); storeVector(a31, y3 + o1)
+        storeVector(a40, y4 + o0); storeVector(a41, y4 + o1)
+        storeVector(a50, y5 + o0); storeVector(a51, y5 + o1)
+        v += 4
+    }
+}
+
+/// J = 4 output channels x 2 vectors of 8 outputs, 8 accumulators (as `forwardBlock6Core`).
+@inline(__always)
+func forwardBlock4Core(_ a: ForwardArguments, taps: Int,
+                       _ y0: UnsafeMutablePointer<Float>, _ y1: UnsafeMutablePointer<Float>,
+                       _ y2: UnsafeMutablePointer<Float>, _ y3: UnsafeMutablePointer<Float>) {
+    let cs = a.channelStride, step = a.step
+    let b0 = SIMD8<Float>(repeating: a.bias[0]), b1 = SIMD8<Float>(repeating: a.bias[1])
+    let b2 = SIMD8<Float>(repeating: a.bias[2]), b3 = SIMD8<Float>(repeating: a.bias[3])
+    var v = a.vectors
+    for _ in 0..<a.pairs {
+        var a00 = b0, a01 = b0, a10 = b1, a11 = b1, a20 = b2, a21 = b2, a30 = b3, a31 = b3
+        var q0 = a.x + v[0], q1 = a.x + v[2]
+        var w = a.weights
+        for _ in 0..<a.channels {
+            var r0 = q0, r1 = q1
+            for _ in 0..<taps {
+                let x0 = loadVector(r0), x1 = loadVector(r1)
+                var k = SIMD8<Float>(repeating: w[0])
+                a00 = a00.addingProduct(k, x0); a01 = a01.addingProduct(k, x1)
+                k = SIMD8<Float>(repeating: w[1])
+                a10 = a10.addingProduct(k, x0); a11 = a11.addingProduct(k, x1)
+                k = SIMD8<Float>(repeating: w[2])
+                a20 = a20.addingProduct(k, x0); a21 = a21.addingProduct(k, x1)
+                k = SIMD8<Float>(repeating: w[3])
+                a30 = a30.addingProduct(k, x0); a31 = a31.addingProduct(k, x1)
+                w += 4; r0 += step; r1 += step
+            }
+            q0 += cs; q1 += cs
+        }
+        let o0 = v[1], o1 = v[3]
+        storeVector(a00, y0 + o0); storeVector(a01, y0 + o1)
+        storeVector(a10, y1 + o0); storeVector(a11, y1 + o1)
+        storeVector(a20, y2 + o0); storeVector(a21, y2 + o1)
+        storeVector(a30, y3 + o0); storeVector(a31, y3 + o1)
+        v += 4
+    }
+}
+
+/// The kernel-3 specializations (the tap loop unrolled) and the any-length ones.
+@inline(never)
+func forwardBlock6Taps3(_ a: ForwardArguments,
+                        _ y0: UnsafeMutablePointer<Float>, _ y1: UnsafeMutablePointer<Float>,
+                        _ y2: UnsafeMutablePointer<Float>, _ y3: UnsafeMutablePointer<Float>,
+                        _ y4: UnsafeMutablePointer<Float>, _ y5: UnsafeMutablePointer<Float>) {
+    forwardBlock6Core(a, taps: 3, y0, y1, y2, y3, y4, y5)
+}
+
+@inline(never)
+func forwardBlock6(_ a: ForwardArguments, taps: Int,
+                   _ y0: UnsafeMutablePointer<Float>, _ y1: UnsafeMutablePointer<Float>,
+                   _ y2: UnsafeMutablePointer<Float>, _ y3: UnsafeMutablePointer<Float>,
+                   _ y4: UnsafeMutablePointer<Float>, _ y5: UnsafeMutablePointer<Float>) {
+    forwardBlock6Core(a, taps: taps, y0, y1, y2, y3, y4, y5)
+}
+
+@inline(never)
+func forwardBlock4Taps3(_ a: ForwardArguments,
+                        _ y0: UnsafeMutablePointer<Float>, _ y1: UnsafeMutablePointer<Float>,
+                        _ y2: UnsafeMutablePointer<Float>, _ y3: UnsafeMutablePointer<Float>) {
+    forwardBlock4Core(a, taps: 3, y0, y1, y2, y3)
+}
+
+@inline(never)
+func forwardBlock4(_ a: ForwardArguments, taps: Int,
+                   _ y0: UnsafeMutablePointer<Float>, _ y1: UnsafeMutablePointer<Float>,
+                   _ y2: UnsafeMutablePointer<Float>, _ y3: UnsafeMutablePointer<Float>) {
+    forwardBlock4Core(a, taps: taps, y0, y1, y2, y3)
+}
+
+// MARK: - Weight-gradient microkernel
+
+/// The vectors the weight gradient sums over: `count` lines of `vectors` vectors of 8, line r
+/// starting at r * inputPitch in a padded input plane and r * gradPitch in a gradient plane.
+struct GradientLines {
+    let count: Int, vectors: Int, inputPitch: Int, gradPitch: Int
+}
+
+/// 4 output channels x 3 (input channel, tap) pairs, 12 accumulators:
+///
+///     s[j, m] = sum_vectors sum_lanes g_j[vector] * x_m[vector]
+///
+/// returned as s[0, 0...2], s[1, 0...2], s[2, 0...1] (8 lanes) and s[2, 2], s[3, 0...2].
+@inline(never)
+func gradientBlock(_ lines: GradientLines,
+                   _ g0: UnsafePointer<Float>, _ g1: UnsafePointer<Float>,
+                   _ g2: UnsafePointer<Float>, _ g3: UnsafePointer<Float>,
+                   _ x0: UnsafePointer<Float>, _ x1: UnsafePointer<Float>,
+                   _ x2: UnsafePointer<Float>) -> (SIMD8<Float>, SIMD4<Float>) {
+    var a00 = SIMD8<Float>(), a01 = a00, a02 = a00, a10 = a00, a11 = a00, a12 = a00
+    var a20 = a00, a21 = a00, a22 = a00, a30 = a00, a31 = a00, a32 = a00
+    for r in 0..<lines.count {
+        let xi = r &* lines.inputPitch, gi = r &* lines.gradPitch
+        var p0 = x0 + xi, p1 = x1 + xi, p2 = x2 + xi
+        var h0 = g0 + gi, h1 = g1 + gi, h2 = g2 + gi, h3 = g3 + gi
+        for _ in 0..<lines.vectors {
+            let u0 = loadVector(p0), u1 = loadVector(p1), u2 = loadVector(p2)
+            var d = loadVector(h0)
+            a00 = a00.addingProduct(d, u0); a01 = a01.addingProduct(d, u1); a02 = a02.addingProduct(d, u2)
+            d = loadVector(h1)
+            a10 = a10.addingProduct(d, u0); a11 = a11.addingProduct(d, u1); a12 = a12.addingProduct(d, u2)
+            d = loadVector(h2)
+            a20 = a20.addingProduct(d, u0); a21 = a21.addingProduct(d, u1); a22 = a22.addingProduct(d, u2)
+            d = loadVector(h3)
+            a30 = a30.addingProduct(d, u0); a31 = a31.addingProduct(d, u1); a32 = a32.addingProduct(d, u2)
+            p0 += 8; p1 += 8; p2 += 8; h0 += 8; h1 += 8; h2 += 8; h3 += 8
+        }
+    }
+    let s0 = laneSums(a00, a01, a02, a10), s1 = laneSums(a11, a12, a20, a21), s2 = laneSums(a22, a30, a31, a32)
+    return (SIMD8(lowHalf: s0, highHalf: s1), s2)
+}
+
+/// Stores (or adds) the 12 sums of a full `gradientBlock`: s[j, m] to
+/// row[j * rowStride + d_m].
+@inline(__always)
+func storeGradient(_ row: UnsafeMutablePointer<Float>, _ rowStride: Int, _ d0: Int, _ d1: Int, _ d2: Int,
+                   _ s8: SIMD8<Float>, _ s4: SIMD4<Float>, _ accumulate: Bool) {
+    let r0 = row, r1 = row + rowStride, r2 = row + 2 &* rowStride, r3 = row + 3 &* rowStride
+    if accumulate {
+        r0[d0] += s8[0]; r0[d1] += s8[1]; r0[d2] += s8[2]
+        r1[d0] += s8[3]; r1[d1] += s8[4]; r1[d2] += s8[5]
+        r2[d0] += s8[6]; r2[d1] += s8[7]; r2[d2] += s4[0]
+        r3[d0] += s4[1]; r3[d1] += s4[2]; r3[d2] += s4[3]
+    } else {
+        r0[d0] = s8[0]; r0[d1] = s8[1]; r0[d2] = s8[2]
+        r1[d0] = s8[3]; r1[d1] = s8[4]; r1[d2] = s8[5]
+        r2[d0] = s8[6]; r2[d1] = s8[7]; r2[d2] = s4[0]
+        r3[d0] = s4[1]; r3[d1] = s4[2]; r3[d2] = s4[3]
+    }
+}
+
+/// The 12 sums of `gradientBlock`, s[j, m] at index j * 3 + m.
+struct GradientSums {
+    let s8: SIMD8<Float>, s4: SIMD4<Float>
+    init(_ s8: SIMD8<Float>, _ s4: SIMD4<Float>) { self.s8 = s8; self.s4 = s4 }
+    @inline(__always)
+    subscript(n: Int) -> Float { n < 8 ? s8[n] : s4[n &- 8] }
+}
+
+/// The lane sums of four vectors, [sum a, sum b, sum c, sum d]: halves added, then a 4 x 4
+/// transposition folded into two rounds of pairwise additions (17 vector operations).
+@inline(__always)
+func laneSums(_ a: SIMD8<Float>, _ b: SIMD8<Float>, _ c: SIMD8<Float>, _ d: SIMD8<Float>) -> SIMD4<Float> {
+    let ha = a.lowHalf + a.highHalf, hb = b.lowHalf + b.highHalf
+    let hc = c.lowHalf + c.highHalf, hd = d.lowHalf + d.highHalf
+    // [a0+a2, a1+a3, b0+b2, b1+b3] and the same for c, d.
+    let ab = SIMD4(lowHalf: ha.lowHalf, highHalf: hb.lowHalf) + SIMD4(lowHalf: ha.highHalf, highHalf: hb.highHalf)
+    let cd = SIMD4(lowHalf: hc.lowHalf, highHalf: hd.lowHalf) + SIMD4(lowHalf: hc.highHalf, highHalf: hd.highHalf)
+    return SIMD4(lowHalf: ab.evenHalf, highHalf: cd.evenHalf) + SIMD4(lowHalf: ab.oddHalf, highHalf: cd.oddHalf)
+}
