@@ -169,46 +169,130 @@ final class AxisConvTests: XCTestCase {
     }
 
     /// weightGradient equals its float64 definition; accumulate adds to what dW held; dW in
-    /// two layouts ([o][c][t] with gaps, and [c][t][o]).
+    /// three layouts ([o][c][t] and [o][t][c] with gaps, and [c][t][o]). Both paths: the one chosen by the
+    /// plane size, then each forced (over outputs, over output-channel vectors).
     func testWeightGradientMatchesReference() {
         var rng = ConvRandom(13)
-        for (n, conv) in geometries().enumerated() {
-            let (cin, cout) = channelPairs[(n + 3) % channelPairs.count]
-            let k = conv.kernel
-            let x = Planes(count: cin, plane: conv.rows * conv.cols, gap: n % 3 * 4)
-            let g = Planes(count: cout, plane: conv.outRows * conv.outCols, gap: n % 2 * 7)
-            x.fill(&rng); g.fill(&rng)
-            let want = referenceWeightGradient(conv, g, x)
-            let transposed = n % 2 == 1
-            let (dOut, dIn, dTap) = transposed ? (1, k * cout, cout) : (cin * k + 2, k, 1)
-            let count = transposed ? cin * k * cout : cout * (cin * k + 2)
-            let accumulate = n % 3 == 0
-            let prior = rng.array(count)
-            var dw = accumulate ? prior : [Float](repeating: .nan, count: count)
-            var scratch = [Float](repeating: .nan, count: conv.scratchCount(inChannels: cin, outChannels: cout))
-            g.storage.withUnsafeBufferPointer { gp in x.storage.withUnsafeBufferPointer { xp in
-                dw.withUnsafeMutableBufferPointer { dp in scratch.withUnsafeMutableBufferPointer { sp in
+        for path in [nil, false, true] as [Bool?] {
+            for (n, conv) in geometries().enumerated() {
+                let (cin, cout) = channelPairs[(n + 3) % channelPairs.count]
+                checkWeightGradient(conv, inChannels: cin, outChannels: cout, variant: n, transposed: path, &rng)
+            }
+        }
+    }
+
+    /// The gradient over output-channel vectors at the channel counts of its blocks (1, 3, 8,
+    /// 9, 19, 64 output channels: one to three vectors per block and their remainders; pairs
+    /// past a multiple of 4, 8 and 24) on small and odd planes, both axes, kernels 3 and 5.
+    func testWeightGradientChannelVectors() {
+        var rng = ConvRandom(16)
+        var n = 0
+        let planes = [(8, 8), (5, 9), (16, 16), (3, 8), (7, 1), (1, 13)]
+        for axis in [AxisConv.Axis.height, .width] { for (h, w) in planes { for k in [3, 5] {
+            guard let conv = try? AxisConv(axis: axis, rows: h, cols: w, kernel: k, padding: k / 2) else { continue }
+            for (cin, cout) in [(1, 1), (3, 9), (9, 3), (8, 8), (19, 64), (64, 19), (1, 64), (9, 17)] {
+                if h * w >= 256 && cin * cout > 64 * 8 { continue }   // the float64 reference is slow
+                checkWeightGradient(conv, inChannels: cin, outChannels: cout, variant: n, transposed: true, &rng)
+                n += 1
+            }
+        } } }
+        // The choice by plane size: 8x8 and 16x16 outputs go over output-channel vectors.
+        XCTAssertTrue(try! AxisConv(axis: .width, rows: 8, cols: 8, kernel: 3, padding: 1).gradientTransposed(outChannels: 19))
+        XCTAssertTrue(try! AxisConv(axis: .height, rows: 16, cols: 16, kernel: 3, padding: 1).gradientTransposed(outChannels: 64))
+    }
+
+    /// weightGradient over several images in one call (the sums of every image kept in the
+    /// scratch and written once on small planes, one image at a time on large ones) equals the
+    /// sum of the per-image float64 references, added to dW or stored over it.
+    func testWeightGradientOverImages() {
+        var rng = ConvRandom(17)
+        var n = 0
+        for axis in [AxisConv.Axis.height, .width] { for (h, w) in [(8, 8), (5, 9), (20, 20)] {
+            let conv = try! AxisConv(axis: axis, rows: h, cols: w, kernel: 3, padding: 1)
+            for (cin, cout) in [(3, 9), (19, 64), (8, 8)] { for images in [1, 2, 5] {
+                let x = Planes(count: images * cin, plane: h * w, gap: 3)
+                let g = Planes(count: images * cout, plane: conv.outRows * conv.outCols, gap: 5)
+                x.fill(&rng); g.fill(&rng)
+                var want = [Double](repeating: 0, count: cout * cin * 3)
+                for i in 0..<images {
+                    let xi = Planes(count: cin, plane: h * w, gap: 0), gi = Planes(count: cout, plane: g.plane, gap: 0)
+                    for c in 0..<cin { for p in 0..<(h * w) { xi[c, p] = x[i * cin + c, p] } }
+                    for o in 0..<cout { for p in 0..<g.plane { gi[o, p] = g[i * cout + o, p] } }
+                    for (e, v) in referenceWeightGradient(conv, gi, xi).enumerated() { want[e] += v }
+                }
+                let accumulate = n % 2 == 0
+                let prior = rng.array(want.count)
+                var dw = accumulate ? prior : [Float](repeating: .nan, count: want.count)
+                var scratch = [Float](repeating: .nan, count: conv.scratchCount(inChannels: cin, outChannels: cout))
+                g.storage.withUnsafeBufferPointer { gp in x.storage.withUnsafeBufferPointer { xp in
+                    dw.withUnsafeMutableBufferPointer { dp in scratch.withUnsafeMutableBufferPointer { sp in
+                        conv.weightGradient(gradOutput: gp.baseAddress! + g.lead, outChannels: cout, outStride: g.stride,
+                                            input: xp.baseAddress! + x.lead, inChannels: cin, inStride: x.stride,
+                                            into: dp.baseAddress!, dOutStride: cin * 3, dInStride: 3, dTapStride: 1,
+                                            accumulate: accumulate, images: images, gradImageStride: cout * g.stride,
+                                            inputImageStride: cin * x.stride, scratch: sp.baseAddress!)
+                    } }
+                } }
+                if accumulate { for e in want.indices { want[e] += Double(prior[e]) } }
+                assertNear(dw.map { Double($0) }, want, 1e-5, "\(axis) \(h)x\(w) \(cin)->\(cout) images \(images) acc \(accumulate)")
+                n += 1
+            } }
+        } }
+    }
+
+    /// One weightGradient call (the public one when `transposed` is nil) against the float64
+    /// reference; `variant` picks the gaps, the dW layout and accumulate.
+    private func checkWeightGradient(_ conv: AxisConv, inChannels cin: Int, outChannels cout: Int, variant n: Int,
+                                     transposed: Bool?, _ rng: inout ConvRandom,
+                                     file: StaticString = #filePath, line: UInt = #line) {
+        let k = conv.kernel
+        let x = Planes(count: cin, plane: conv.rows * conv.cols, gap: n % 3 * 4)
+        let g = Planes(count: cout, plane: conv.outRows * conv.outCols, gap: n % 2 * 7)
+        x.fill(&rng); g.fill(&rng)
+        let want = referenceWeightGradient(conv, g, x)
+        // dW as [o][c][t] with 2 gap floats a row, [o][t][c] with 3, or [c][t][o].
+        let layout = n % 3
+        let transposedLayout = layout == 2
+        let rowGap = layout == 0 ? 2 : 3
+        let (dOut, dIn, dTap) = transposedLayout ? (1, k * cout, cout)
+            : layout == 0 ? (cin * k + rowGap, k, 1) : (cin * k + rowGap, 1, cin)
+        let count = transposedLayout ? cin * k * cout : cout * (cin * k + rowGap)
+        let accumulate = (n / 3) % 2 == 0
+        let prior = rng.array(count)
+        var dw = accumulate ? prior : [Float](repeating: .nan, count: count)
+        let scratchCount = transposed.map { conv.scratchCount(inChannels: cin, outChannels: cout, transposed: $0) }
+            ?? conv.scratchCount(inChannels: cin, outChannels: cout)
+        var scratch = [Float](repeating: .nan, count: scratchCount)
+        g.storage.withUnsafeBufferPointer { gp in x.storage.withUnsafeBufferPointer { xp in
+            dw.withUnsafeMutableBufferPointer { dp in scratch.withUnsafeMutableBufferPointer { sp in
+                if let transposed {
+                    conv.weightGradient(gradOutput: gp.baseAddress! + g.lead, outChannels: cout, outStride: g.stride,
+                                        input: xp.baseAddress! + x.lead, inChannels: cin, inStride: x.stride,
+                                        into: dp.baseAddress!, dOutStride: dOut, dInStride: dIn, dTapStride: dTap,
+                                        accumulate: accumulate, transposed: transposed, scratch: sp.baseAddress!)
+                } else {
                     conv.weightGradient(gradOutput: gp.baseAddress! + g.lead, outChannels: cout, outStride: g.stride,
                                         input: xp.baseAddress! + x.lead, inChannels: cin, inStride: x.stride,
                                         into: dp.baseAddress!, dOutStride: dOut, dInStride: dIn, dTapStride: dTap,
                                         accumulate: accumulate, scratch: sp.baseAddress!)
-                } }
+                }
             } }
-            var got: [Double] = [], expected: [Double] = []
-            for o in 0..<cout { for c in 0..<cin { for t in 0..<k {
-                let at = o * dOut + c * dIn + t * dTap
-                got.append(Double(dw[at]))
-                expected.append(want[(o * cin + c) * k + t] + (accumulate ? Double(prior[at]) : 0))
-            } } }
-            assertNear(got, expected, 1e-5,
-                       "\(conv.axis) \(conv.rows)x\(conv.cols) k=\(k) p=\(conv.padding) \(cin)->\(cout) acc=\(accumulate)")
-            if !transposed {
-                // The gap floats of each row of dW are not written.
-                for o in 0..<cout { for e in (cin * k)..<(cin * k + 2) {
-                    let at = o * dOut + e
-                    XCTAssertTrue(accumulate ? dw[at] == prior[at] : dw[at].isNaN, "dW gap written")
-                } }
-            }
+        } }
+        var got: [Double] = [], expected: [Double] = []
+        for o in 0..<cout { for c in 0..<cin { for t in 0..<k {
+            let at = o * dOut + c * dIn + t * dTap
+            got.append(Double(dw[at]))
+            expected.append(want[(o * cin + c) * k + t] + (accumulate ? Double(prior[at]) : 0))
+        } } }
+        assertNear(got, expected, 1e-5,
+                   "\(conv.axis) \(conv.rows)x\(conv.cols) k=\(k) p=\(conv.padding) \(cin)->\(cout) acc=\(accumulate) path=\(String(describing: transposed))",
+                   file: file, line: line)
+        if !transposedLayout {
+            // The gap floats of each row of dW are not written.
+            for o in 0..<cout { for e in (cin * k)..<(cin * k + rowGap) {
+                let at = o * dOut + e
+                XCTAssertTrue(accumulate ? dw[at] == prior[at] : dw[at].isNaN, "dW gap written", file: file, line: line)
+            } }
         }
     }
 

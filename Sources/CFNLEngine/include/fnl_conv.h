@@ -44,10 +44,10 @@ int32_t fnl_conv2d_backward(const int64_t *geom, const float *grad_y, const floa
  *   FNL_LRCONV_COMPOSE: W formed, then the dense convolution.
  * The fused path runs both stages as direct convolutions where both axes have stride 1,
  * dilation 1 and padding <= kernel - 1 (and the engine was built for AVX2 + FMA), else as
- * matrix products (lowering, Winograd). Under FNL_LRCONV_AUTO its backward pass takes the
- * direct stages only where they were measured faster (large planes), under FNL_LRCONV_FUSED
- * wherever they apply; FNL_LRCONV_FUSED_PRODUCTS requests the fused path with matrix products
- * everywhere (comparisons and tests; the plan reports it as FNL_LRCONV_FUSED). */
+ * matrix products (lowering, Winograd); an engine built without AVX2 + FMA takes the direct
+ * stages only when FNL_LRCONV_FUSED is requested. FNL_LRCONV_FUSED_PRODUCTS requests the fused
+ * path with matrix products everywhere (comparisons and tests; the plan reports it as
+ * FNL_LRCONV_FUSED). */
 #define FNL_LRCONV_AUTO 0
 #define FNL_LRCONV_FUSED 1
 #define FNL_LRCONV_COMPOSE 2

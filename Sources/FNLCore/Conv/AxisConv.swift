@@ -158,12 +158,20 @@ public struct AxisConv {
     /// Floats of scratch one call of `forward` or `weightGradient` needs (padded input copies,
     /// tails); the caller gives each thread its own scratch.
     public func scratchCount(inChannels: Int, outChannels: Int) -> Int {
+        scratchCount(inChannels: inChannels, outChannels: outChannels,
+                     transposed: gradientTransposed(outChannels: outChannels))
+    }
+
+    /// The scratch with the weight-gradient path given (`transposed`: over output-channel
+    /// vectors).
+    func scratchCount(inChannels: Int, outChannels: Int, transposed: Bool) -> Int {
         let padded = inChannels * paddedPlane
         let b = blocks(outChannels)
         let bias = 6 * b.wide + 4 * b.narrow
         let planes = forwardStaged ? 6 * lineCount * 8 : outRows * outCols   // staging or sink
         let gradCopy = gradientStaged ? outChannels * lineCount * 8 * vectorsPerLine : 0
-        return padded + max(bias + planes, gradCopy) + 8 + 16
+        let gradT = transposed ? transposedCount(inChannels: inChannels, outChannels: outChannels) : 0
+        return padded + max(bias + planes, gradCopy, gradT) + 8 + 16
     }
 
     /// The scratch from its first 64-byte boundary (the padded copies are then aligned: every
@@ -275,18 +283,53 @@ public struct AxisConv {
     /// with lines of 8 * vectorsPerLine floats, zero past the line end.
     var gradientStaged: Bool { lineLength % 8 != 0 }
 
-    /// One image's contribution to the weight gradient:
+    /// The contribution of `images` images to the weight gradient:
     ///
-    ///     dW[o, c, t] (+)= sum_i gradOutput[o, i] * in[c, i + (t - padding) * step]
+    ///     dW[o, c, t] (+)= sum_n sum_i gradOutput_n[o, i] * in_n[c, i + (t - padding) * step]
     ///
-    /// gradOutput channel o's plane (outRows x outCols) at gradOutput + o * outStride, input
-    /// as in `forward`; dW[o, c, t] at dw[o * dOutStride + c * dInStride + t * dTapStride]
-    /// (non-negative strides). accumulate false overwrites dW, true adds to it.
+    /// image n's gradOutput channel o's plane (outRows x outCols) at gradOutput + n *
+    /// gradImageStride + o * outStride, its input as in `forward` from input + n *
+    /// inputImageStride; dW[o, c, t] at dw[o * dOutStride + c * dInStride + t * dTapStride]
+    /// (non-negative strides). accumulate false overwrites dW, true adds to it. On small
+    /// planes the sums of all the images are kept in the scratch and added to dW once.
     public func weightGradient(gradOutput: UnsafePointer<Float>, outChannels: Int, outStride: Int,
                                input: UnsafePointer<Float>, inChannels: Int, inStride: Int,
                                into dw: UnsafeMutablePointer<Float>, dOutStride: Int, dInStride: Int, dTapStride: Int,
-                               accumulate: Bool, scratch unaligned: UnsafeMutablePointer<Float>) {
+                               accumulate: Bool, images: Int = 1, gradImageStride: Int = 0, inputImageStride: Int = 0,
+                               scratch unaligned: UnsafeMutablePointer<Float>) {
+        let transposed = gradientTransposed(outChannels: outChannels)
+        if transposed && images > 1 {
+            let scratch = aligned(unaligned)
+            weightGradientTransposed(gradOutput: gradOutput, outChannels: outChannels, outStride: outStride,
+                                     input: input, inChannels: inChannels, inStride: inStride,
+                                     images: images, gradImageStride: gradImageStride, inputImageStride: inputImageStride,
+                                     into: dw, dOutStride: dOutStride, dInStride: dInStride, dTapStride: dTapStride,
+                                     accumulate: accumulate, scratch: scratch)
+            return
+        }
+        for n in 0..<images {
+            weightGradient(gradOutput: gradOutput + n * gradImageStride, outChannels: outChannels, outStride: outStride,
+                           input: input + n * inputImageStride, inChannels: inChannels, inStride: inStride,
+                           into: dw, dOutStride: dOutStride, dInStride: dInStride, dTapStride: dTapStride,
+                           accumulate: accumulate || n > 0, transposed: transposed, scratch: unaligned)
+        }
+    }
+
+    /// `weightGradient` with the path given (`transposed`: over output-channel vectors; the
+    /// scratch then holds `scratchCount(inChannels:outChannels:transposed:)` floats).
+    func weightGradient(gradOutput: UnsafePointer<Float>, outChannels: Int, outStride: Int,
+                        input: UnsafePointer<Float>, inChannels: Int, inStride: Int,
+                        into dw: UnsafeMutablePointer<Float>, dOutStride: Int, dInStride: Int, dTapStride: Int,
+                        accumulate: Bool, transposed: Bool, scratch unaligned: UnsafeMutablePointer<Float>) {
         let scratch = aligned(unaligned)
+        if transposed {
+            weightGradientTransposed(gradOutput: gradOutput, outChannels: outChannels, outStride: outStride,
+                                     input: input, inChannels: inChannels, inStride: inStride,
+                                     images: 1, gradImageStride: 0, inputImageStride: 0,
+                                     into: dw, dOutStride: dOutStride, dInStride: dInStride, dTapStride: dTapStride,
+                                     accumulate: accumulate, scratch: scratch)
+            return
+        }
         copyPadded(input, inChannels: inChannels, inStride: inStride, into: scratch)
         let x = UnsafePointer(scratch)
         // The gradient planes as the vectors read them: line r starts at r * gLinePitch.
@@ -347,6 +390,170 @@ public struct AxisConv {
         }
     }
 
+
+    // MARK: - Weight gradient over output-channel vectors
+
+    /// Small planes: `weightGradient` vectorizes over output channels instead of outputs (the
+    /// sums over the outputs are then plain FMAs, with no lane sums per block).
+    func gradientTransposed(outChannels: Int) -> Bool {
+        outRows * outCols <= 256
+    }
+
+    /// Floats of the transposed gradient copy ([pixel][outChannels rounded up to 8]) and the
+    /// sums ([pair][outChannels rounded up to 8], pairs rounded up to 8) that follow it.
+    func transposedCount(inChannels: Int, outChannels: Int) -> Int {
+        (outRows * outCols + (inChannels * kernel + 7) / 8 * 8) * ((outChannels + 7) / 8 * 8)
+    }
+
+    /// The weight gradient with gradOutput copied transposed, gT[p][o] (o rounded up to a
+    /// multiple of 8 with zeros), then, per block of 8 Jo output channels x Jc (input channel,
+    /// tap) pairs (Jo x Jc = 3 x 4, 2 x 4 or 1 x 8):
+    ///
+    ///     acc[jo][jc] += gT[p][8 jo..<8 jo + 8] * broadcast(in[c_jc, p + shift_jc])
+    ///
+    /// over every output p of every image (each image's input padded and gradOutput
+    /// transposed in turn into the aligned scratch); each accumulator is dW for 8 consecutive
+    /// output channels, stored (first image) or added in sums[pair][o]. A last pass adds (or
+    /// stores) the sums to dW once: 8 x 8 blocks transposed
+    /// to rows of 8 pairs when the pairs are consecutive floats of dW (pairs are numbered
+    /// c * kernel + t, or t * inChannels + c when that is the layout), else one float at a time.
+    func weightGradientTransposed(gradOutput: UnsafePointer<Float>, outChannels: Int, outStride: Int,
+                                  input: UnsafePointer<Float>, inChannels: Int, inStride: Int,
+                                  images: Int, gradImageStride: Int, inputImageStride: Int,
+                                  into dw: UnsafeMutablePointer<Float>, dOutStride: Int, dInStride: Int, dTapStride: Int,
+                                  accumulate: Bool, scratch: UnsafeMutablePointer<Float>) {
+        let pixels = outRows * outCols
+        let gStride = (outChannels + 7) / 8 * 8
+        let x = UnsafePointer(scratch)
+        let gT = scratch + inChannels * paddedPlane, sums = gT + pixels * gStride
+        let pairs = inChannels * kernel
+        for n in 0..<images {
+            copyPadded(input + n * inputImageStride, inChannels: inChannels, inStride: inStride, into: scratch)
+            transposeGradient(gradOutput + n * gradImageStride, outChannels: outChannels, outStride: outStride,
+                              pixels: pixels, into: gT, gStride: gStride)
+            transposedSums(x, gT, gStride: gStride, inChannels: inChannels, sums: sums, addToSums: n > 0,
+                           tapMajor: dInStride == 1 && dTapStride == inChannels && !(dTapStride == 1 && dInStride == kernel))
+        }
+        writeTransposedSums(sums, gStride: gStride, outChannels: outChannels, inChannels: inChannels, into: dw,
+                            dOutStride: dOutStride, dInStride: dInStride, dTapStride: dTapStride, accumulate: accumulate)
+    }
+
+    /// The pair numbering of the transposed sums: f = t * inChannels + c when `tapMajor`
+    /// (dW's layout [o][t][c]), else f = c * kernel + t.
+    @inline(__always)
+    func pair(_ f: Int, inChannels: Int, tapMajor: Bool) -> (c: Int, t: Int) {
+        if tapMajor { let t = f / inChannels; return (f - t * inChannels, t) }
+        let c = f / kernel
+        return (c, f - c * kernel)
+    }
+
+    /// sums[f][o] (=, or += when `addToSums`) sum_p gT[p][o] x_f[p] for one image's padded
+    /// input `x` and transposed gradient `gT`.
+    func transposedSums(_ x: UnsafePointer<Float>, _ gT: UnsafeMutablePointer<Float>, gStride: Int, inChannels: Int,
+                        sums: UnsafeMutablePointer<Float>, addToSums: Bool, tapMajor: Bool) {
+        let pairs = inChannels * kernel
+        let lastPair = pairs - 1
+        let vectors = gStride / 8
+        // Pairs outermost, in groups of 24 (a multiple of every Jc): the group's input planes
+        // stay in L1 while the output-channel blocks run over them.
+        var group = 0
+        while group < pairs {
+            let groupEnd = min(group + 24, pairs)
+            var vector0 = 0
+            while vector0 < vectors {
+                let remaining = vectors - vector0
+                let jo = remaining == 1 ? 1 : (remaining == 2 || remaining == 4) ? 2 : 3
+                let jc = jo == 1 ? 8 : 4
+                var f0 = group
+                while f0 < groupEnd {
+                    // Input plane of pair f (past the last pair: the last one again; its sums
+                    // land in the rows past `pairs`, which are never read).
+                    @inline(__always)
+                    func source(_ m: Int) -> UnsafePointer<Float> {
+                        let (c, t) = pair(min(f0 + m, lastPair), inChannels: inChannels, tapMajor: tapMajor)
+                        return x + c * paddedPlane + t * tapStep
+                    }
+                    let args = TransposedArguments(g: UnsafePointer(gT + 8 * vector0), gStride: gStride,
+                                                   lines: lineCount, length: lineLength, inputPitch: linePitch,
+                                                   sums: sums + f0 * gStride + 8 * vector0, addToSums: addToSums)
+                    switch jo {
+                    case 3: gradientT3x4(args, source(0), source(1), source(2), source(3))
+                    case 2: gradientT2x4(args, source(0), source(1), source(2), source(3))
+                    default: gradientT1x8(args, source(0), source(1), source(2), source(3),
+                                          source(4), source(5), source(6), source(7))
+                    }
+                    f0 += jc
+                }
+                vector0 += jo
+            }
+            group = groupEnd
+        }
+    }
+
+    /// sums[f][o] to dW[o, pair f] (added when `accumulate`).
+    func writeTransposedSums(_ sums: UnsafeMutablePointer<Float>, gStride: Int, outChannels: Int, inChannels: Int,
+                             into dw: UnsafeMutablePointer<Float>, dOutStride: Int, dInStride: Int, dTapStride: Int,
+                             accumulate: Bool) {
+        let pairs = inChannels * kernel, vectors = gStride / 8
+        let channelMajor = dTapStride == 1 && dInStride == kernel
+        let tapMajor = !channelMajor && dInStride == 1 && dTapStride == inChannels
+        let consecutive = channelMajor || tapMajor
+        for v in 0..<vectors {
+            let o0 = 8 * v, ob = min(8, outChannels - o0)
+            let rows = dw + o0 * dOutStride
+            var f0 = 0
+            while f0 < pairs {
+                let src = UnsafePointer(sums + f0 * gStride + o0)
+                if consecutive && ob == 8 && f0 + 8 <= pairs {
+                    let c = transpose8x8(src, gStride)
+                    addOrStore(c.0, rows + f0, accumulate)
+                    addOrStore(c.1, rows + dOutStride + f0, accumulate)
+                    addOrStore(c.2, rows + 2 * dOutStride + f0, accumulate)
+                    addOrStore(c.3, rows + 3 * dOutStride + f0, accumulate)
+                    addOrStore(c.4, rows + 4 * dOutStride + f0, accumulate)
+                    addOrStore(c.5, rows + 5 * dOutStride + f0, accumulate)
+                    addOrStore(c.6, rows + 6 * dOutStride + f0, accumulate)
+                    addOrStore(c.7, rows + 7 * dOutStride + f0, accumulate)
+                } else {
+                    for f in f0..<min(f0 + 8, pairs) {
+                        let (c, t) = pair(f, inChannels: inChannels, tapMajor: tapMajor)
+                        let at = rows + c * dInStride + t * dTapStride, from = src + (f - f0) * gStride
+                        if accumulate {
+                            for o in 0..<ob { at[o &* dOutStride] += from[o] }
+                        } else {
+                            for o in 0..<ob { at[o &* dOutStride] = from[o] }
+                        }
+                    }
+                }
+                f0 += 8
+            }
+        }
+    }
+
+    /// gT[p * gStride + o] = gradOutput[o * outStride + p], zero for o in outChannels..<gStride:
+    /// 8 x 8 blocks transposed (rows past outChannels zero), the last pixels one at a time.
+    func transposeGradient(_ g: UnsafePointer<Float>, outChannels: Int, outStride: Int, pixels: Int,
+                           into gT: UnsafeMutablePointer<Float>, gStride: Int) {
+        let whole = pixels / 8 * 8
+        for o0 in stride(from: 0, to: gStride, by: 8) {
+            let src = g + o0 * outStride, dst = gT + o0
+            let live = min(8, outChannels - o0)
+            @inline(__always)
+            func row(_ j: Int, _ p: Int) -> SIMD8<Float> { j < live ? loadVector(src + j * outStride + p) : SIMD8() }
+            var p = 0
+            while p < whole {
+                let c = transpose8x8(row(0, p), row(1, p), row(2, p), row(3, p), row(4, p), row(5, p), row(6, p), row(7, p))
+                let d = dst + p * gStride
+                storeVector(c.0, d); storeVector(c.1, d + gStride); storeVector(c.2, d + 2 * gStride)
+                storeVector(c.3, d + 3 * gStride); storeVector(c.4, d + 4 * gStride); storeVector(c.5, d + 5 * gStride)
+                storeVector(c.6, d + 6 * gStride); storeVector(c.7, d + 7 * gStride)
+                p += 8
+            }
+            for p in whole..<pixels {
+                for j in 0..<8 { dst[p * gStride + j] = j < live ? src[j * outStride + p] : 0 }
+            }
+        }
+    }
 }
 
 // MARK: - Helpers
@@ -429,17 +636,17 @@ func forwardBlock6Core(_ a: ForwardArguments, taps: Int,
             for _ in 0..<taps {
                 let x0 = loadVector(r0), x1 = loadVector(r1)
                 var k = SIMD8<Float>(repeating: w[0])
-                a00 = a00.addingProduct(k, x0); a01 = a01.addingProduct(k, x1)
+                a00 = a00.plusProduct(k, x0); a01 = a01.plusProduct(k, x1)
                 k = SIMD8<Float>(repeating: w[1])
-                a10 = a10.addingProduct(k, x0); a11 = a11.addingProduct(k, x1)
+                a10 = a10.plusProduct(k, x0); a11 = a11.plusProduct(k, x1)
                 k = SIMD8<Float>(repeating: w[2])
-                a20 = a20.addingProduct(k, x0); a21 = a21.addingProduct(k, x1)
+                a20 = a20.plusProduct(k, x0); a21 = a21.plusProduct(k, x1)
                 k = SIMD8<Float>(repeating: w[3])
-                a30 = a30.addingProduct(k, x0); a31 = a31.addingProduct(k, x1)
+                a30 = a30.plusProduct(k, x0); a31 = a31.plusProduct(k, x1)
                 k = SIMD8<Float>(repeating: w[4])
-                a40 = a40.addingProduct(k, x0); a41 = a41.addingProduct(k, x1)
+                a40 = a40.plusProduct(k, x0); a41 = a41.plusProduct(k, x1)
                 k = SIMD8<Float>(repeating: w[5])
-                a50 = a50.addingProduct(k, x0); a51 = a51.addingProduct(k, x1)
+                a50 = a50.plusProduct(k, x0); a51 = a51.plusProduct(k, x1)
                 w += 6; r0 += step; r1 += step
             }
             q0 += cs; q1 += cs
@@ -473,13 +680,13 @@ func forwardBlock4Core(_ a: ForwardArguments, taps: Int,
             for _ in 0..<taps {
                 let x0 = loadVector(r0), x1 = loadVector(r1)
                 var k = SIMD8<Float>(repeating: w[0])
-                a00 = a00.addingProduct(k, x0); a01 = a01.addingProduct(k, x1)
+                a00 = a00.plusProduct(k, x0); a01 = a01.plusProduct(k, x1)
                 k = SIMD8<Float>(repeating: w[1])
-                a10 = a10.addingProduct(k, x0); a11 = a11.addingProduct(k, x1)
+                a10 = a10.plusProduct(k, x0); a11 = a11.plusProduct(k, x1)
                 k = SIMD8<Float>(repeating: w[2])
-                a20 = a20.addingProduct(k, x0); a21 = a21.addingProduct(k, x1)
+                a20 = a20.plusProduct(k, x0); a21 = a21.plusProduct(k, x1)
                 k = SIMD8<Float>(repeating: w[3])
-                a30 = a30.addingProduct(k, x0); a31 = a31.addingProduct(k, x1)
+                a30 = a30.plusProduct(k, x0); a31 = a31.plusProduct(k, x1)
                 w += 4; r0 += step; r1 += step
             }
             q0 += cs; q1 += cs
@@ -552,13 +759,13 @@ func gradientBlock(_ lines: GradientLines,
         for _ in 0..<lines.vectors {
             let u0 = loadVector(p0), u1 = loadVector(p1), u2 = loadVector(p2)
             var d = loadVector(h0)
-            a00 = a00.addingProduct(d, u0); a01 = a01.addingProduct(d, u1); a02 = a02.addingProduct(d, u2)
+            a00 = a00.plusProduct(d, u0); a01 = a01.plusProduct(d, u1); a02 = a02.plusProduct(d, u2)
             d = loadVector(h1)
-            a10 = a10.addingProduct(d, u0); a11 = a11.addingProduct(d, u1); a12 = a12.addingProduct(d, u2)
+            a10 = a10.plusProduct(d, u0); a11 = a11.plusProduct(d, u1); a12 = a12.plusProduct(d, u2)
             d = loadVector(h2)
-            a20 = a20.addingProduct(d, u0); a21 = a21.addingProduct(d, u1); a22 = a22.addingProduct(d, u2)
+            a20 = a20.plusProduct(d, u0); a21 = a21.plusProduct(d, u1); a22 = a22.plusProduct(d, u2)
             d = loadVector(h3)
-            a30 = a30.addingProduct(d, u0); a31 = a31.addingProduct(d, u1); a32 = a32.addingProduct(d, u2)
+            a30 = a30.plusProduct(d, u0); a31 = a31.plusProduct(d, u1); a32 = a32.plusProduct(d, u2)
             p0 += 8; p1 += 8; p2 += 8; h0 += 8; h1 += 8; h2 += 8; h3 += 8
         }
     }
@@ -603,4 +810,174 @@ func laneSums(_ a: SIMD8<Float>, _ b: SIMD8<Float>, _ c: SIMD8<Float>, _ d: SIMD
     let ab = SIMD4(lowHalf: ha.lowHalf, highHalf: hb.lowHalf) + SIMD4(lowHalf: ha.highHalf, highHalf: hb.highHalf)
     let cd = SIMD4(lowHalf: hc.lowHalf, highHalf: hd.lowHalf) + SIMD4(lowHalf: hc.highHalf, highHalf: hd.highHalf)
     return SIMD4(lowHalf: ab.evenHalf, highHalf: cd.evenHalf) + SIMD4(lowHalf: ab.oddHalf, highHalf: cd.oddHalf)
+}
+
+
+// MARK: - Weight-gradient microkernels over output-channel vectors
+
+/// What these microkernels read: gT from output channel 8 jo0 (pixel p at g + p * gStride),
+/// the pixels as `lines` lines of `length` (line r of an input plane at r * inputPitch), and
+/// where the sums go: sums[jc * gStride + 8 jo + lane].
+struct TransposedArguments {
+    let g: UnsafePointer<Float>
+    let gStride: Int
+    let lines: Int, length: Int, inputPitch: Int
+    let sums: UnsafeMutablePointer<Float>
+    /// Whether the sums are added to what `sums` holds (later images) instead of stored.
+    let addToSums: Bool
+}
+
+/// Stores (or adds, for later images) one vector of sums.
+@inline(__always)
+func putSums(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>, _ add: Bool) {
+    storeVector(add ? loadVector(p) + v : v, p)
+}
+
+/// Jo = 3 vectors of output channels x Jc = 4 pairs, 12 accumulators.
+@inline(never)
+func gradientT3x4(_ a: TransposedArguments, _ x0: UnsafePointer<Float>, _ x1: UnsafePointer<Float>,
+                  _ x2: UnsafePointer<Float>, _ x3: UnsafePointer<Float>) {
+    var a00 = SIMD8<Float>(), a01 = a00, a02 = a00, a03 = a00
+    var a10 = a00, a11 = a00, a12 = a00, a13 = a00
+    var a20 = a00, a21 = a00, a22 = a00, a23 = a00
+    var gp = a.g
+    let gs = a.gStride
+    for r in 0..<a.lines {
+        let off = r &* a.inputPitch
+        let p0 = x0 + off, p1 = x1 + off, p2 = x2 + off, p3 = x3 + off
+        for i in 0..<a.length {
+            let g0 = loadVector(gp), g1 = loadVector(gp + 8), g2 = loadVector(gp + 16)
+            var b = SIMD8<Float>(repeating: p0[i])
+            a00 = a00.plusProduct(g0, b); a10 = a10.plusProduct(g1, b); a20 = a20.plusProduct(g2, b)
+            b = SIMD8<Float>(repeating: p1[i])
+            a01 = a01.plusProduct(g0, b); a11 = a11.plusProduct(g1, b); a21 = a21.plusProduct(g2, b)
+            b = SIMD8<Float>(repeating: p2[i])
+            a02 = a02.plusProduct(g0, b); a12 = a12.plusProduct(g1, b); a22 = a22.plusProduct(g2, b)
+            b = SIMD8<Float>(repeating: p3[i])
+            a03 = a03.plusProduct(g0, b); a13 = a13.plusProduct(g1, b); a23 = a23.plusProduct(g2, b)
+            gp += gs
+        }
+    }
+    let t = a.sums, t1 = t + gs, t2 = t1 + gs, t3 = t2 + gs
+    putSums(a00, t, a.addToSums); putSums(a10, t + 8, a.addToSums); putSums(a20, t + 16, a.addToSums)
+    putSums(a01, t1, a.addToSums); putSums(a11, t1 + 8, a.addToSums); putSums(a21, t1 + 16, a.addToSums)
+    putSums(a02, t2, a.addToSums); putSums(a12, t2 + 8, a.addToSums); putSums(a22, t2 + 16, a.addToSums)
+    putSums(a03, t3, a.addToSums); putSums(a13, t3 + 8, a.addToSums); putSums(a23, t3 + 16, a.addToSums)
+}
+
+/// Jo = 2 x Jc = 4, 8 accumulators (2 x 6 would fit the registers, but the compiler hoists
+/// its six broadcasts and spills).
+@inline(never)
+func gradientT2x4(_ a: TransposedArguments, _ x0: UnsafePointer<Float>, _ x1: UnsafePointer<Float>,
+                  _ x2: UnsafePointer<Float>, _ x3: UnsafePointer<Float>) {
+    var a00 = SIMD8<Float>(), a01 = a00, a02 = a00, a03 = a00
+    var a10 = a00, a11 = a00, a12 = a00, a13 = a00
+    var gp = a.g
+    let gs = a.gStride
+    for r in 0..<a.lines {
+        let off = r &* a.inputPitch
+        let p0 = x0 + off, p1 = x1 + off, p2 = x2 + off, p3 = x3 + off
+        for i in 0..<a.length {
+            let g0 = loadVector(gp), g1 = loadVector(gp + 8)
+            var b = SIMD8<Float>(repeating: p0[i])
+            a00 = a00.plusProduct(g0, b); a10 = a10.plusProduct(g1, b)
+            b = SIMD8<Float>(repeating: p1[i])
+            a01 = a01.plusProduct(g0, b); a11 = a11.plusProduct(g1, b)
+            b = SIMD8<Float>(repeating: p2[i])
+            a02 = a02.plusProduct(g0, b); a12 = a12.plusProduct(g1, b)
+            b = SIMD8<Float>(repeating: p3[i])
+            a03 = a03.plusProduct(g0, b); a13 = a13.plusProduct(g1, b)
+            gp += gs
+        }
+    }
+    let t = a.sums, t1 = t + gs, t2 = t1 + gs, t3 = t2 + gs
+    putSums(a00, t, a.addToSums); putSums(a10, t + 8, a.addToSums)
+    putSums(a01, t1, a.addToSums); putSums(a11, t1 + 8, a.addToSums)
+    putSums(a02, t2, a.addToSums); putSums(a12, t2 + 8, a.addToSums)
+    putSums(a03, t3, a.addToSums); putSums(a13, t3 + 8, a.addToSums)
+}
+
+/// Jo = 1 x Jc = 8, 8 accumulators.
+@inline(never)
+func gradientT1x8(_ a: TransposedArguments, _ x0: UnsafePointer<Float>, _ x1: UnsafePointer<Float>,
+                  _ x2: UnsafePointer<Float>, _ x3: UnsafePointer<Float>,
+                  _ x4: UnsafePointer<Float>, _ x5: UnsafePointer<Float>,
+                  _ x6: UnsafePointer<Float>, _ x7: UnsafePointer<Float>) {
+    var a0 = SIMD8<Float>(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0
+    var gp = a.g
+    let gs = a.gStride
+    for r in 0..<a.lines {
+        let off = r &* a.inputPitch
+        let p0 = x0 + off, p1 = x1 + off, p2 = x2 + off, p3 = x3 + off
+        let p4 = x4 + off, p5 = x5 + off, p6 = x6 + off, p7 = x7 + off
+        for i in 0..<a.length {
+            let g0 = loadVector(gp)
+            a0 = a0.plusProduct(g0, SIMD8(repeating: p0[i])); a1 = a1.plusProduct(g0, SIMD8(repeating: p1[i]))
+            a2 = a2.plusProduct(g0, SIMD8(repeating: p2[i])); a3 = a3.plusProduct(g0, SIMD8(repeating: p3[i]))
+            a4 = a4.plusProduct(g0, SIMD8(repeating: p4[i])); a5 = a5.plusProduct(g0, SIMD8(repeating: p5[i]))
+            a6 = a6.plusProduct(g0, SIMD8(repeating: p6[i])); a7 = a7.plusProduct(g0, SIMD8(repeating: p7[i]))
+            gp += gs
+        }
+    }
+    let t = a.sums
+    putSums(a0, t, a.addToSums); putSums(a1, t + gs, a.addToSums); putSums(a2, t + 2 &* gs, a.addToSums); putSums(a3, t + 3 &* gs, a.addToSums)
+    putSums(a4, t + 4 &* gs, a.addToSums); putSums(a5, t + 5 &* gs, a.addToSums); putSums(a6, t + 6 &* gs, a.addToSums); putSums(a7, t + 7 &* gs, a.addToSums)
+}
+
+/// v (+)= to p (8 floats).
+@inline(__always)
+func addOrStore(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>, _ accumulate: Bool) {
+    storeVector(accumulate ? loadVector(p) + v : v, p)
+}
+
+/// The 8 x 8 block at p (rows `stride` apart) transposed: column j as a vector. Unpacks,
+/// in-lane shuffles and half swaps (24 shuffles), written as element moves the compiler
+/// folds into them.
+@inline(__always)
+func transpose8x8(_ p: UnsafePointer<Float>, _ stride: Int)
+    -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
+    transpose8x8(loadVector(p), loadVector(p + stride), loadVector(p + 2 &* stride), loadVector(p + 3 &* stride),
+                 loadVector(p + 4 &* stride), loadVector(p + 5 &* stride),
+                 loadVector(p + 6 &* stride), loadVector(p + 7 &* stride))
+}
+
+/// Rows r0...r7 transposed: column j as a vector.
+@inline(__always)
+func transpose8x8(_ r0: SIMD8<Float>, _ r1: SIMD8<Float>, _ r2: SIMD8<Float>, _ r3: SIMD8<Float>,
+                  _ r4: SIMD8<Float>, _ r5: SIMD8<Float>, _ r6: SIMD8<Float>, _ r7: SIMD8<Float>)
+    -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
+    @inline(__always) func lo(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> {
+        SIMD8(a[0], b[0], a[1], b[1], a[4], b[4], a[5], b[5])
+    }
+    @inline(__always) func hi(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> {
+        SIMD8(a[2], b[2], a[3], b[3], a[6], b[6], a[7], b[7])
+    }
+    @inline(__always) func pairsLo(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> {
+        SIMD8(a[0], a[1], b[0], b[1], a[4], a[5], b[4], b[5])
+    }
+    @inline(__always) func pairsHi(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> {
+        SIMD8(a[2], a[3], b[2], b[3], a[6], a[7], b[6], b[7])
+    }
+    let t0 = lo(r0, r1), t1 = hi(r0, r1), t2 = lo(r2, r3), t3 = hi(r2, r3)
+    let t4 = lo(r4, r5), t5 = hi(r4, r5), t6 = lo(r6, r7), t7 = hi(r6, r7)
+    // s0 = [r0_0 r1_0 r2_0 r3_0 | r0_4 r1_4 r2_4 r3_4], s1 columns 1 and 5, ...
+    let s0 = pairsLo(t0, t2), s1 = pairsHi(t0, t2), s2 = pairsLo(t1, t3), s3 = pairsHi(t1, t3)
+    let s4 = pairsLo(t4, t6), s5 = pairsHi(t4, t6), s6 = pairsLo(t5, t7), s7 = pairsHi(t5, t7)
+    return (SIMD8(lowHalf: s0.lowHalf, highHalf: s4.lowHalf), SIMD8(lowHalf: s1.lowHalf, highHalf: s5.lowHalf),
+            SIMD8(lowHalf: s2.lowHalf, highHalf: s6.lowHalf), SIMD8(lowHalf: s3.lowHalf, highHalf: s7.lowHalf),
+            SIMD8(lowHalf: s0.highHalf, highHalf: s4.highHalf), SIMD8(lowHalf: s1.highHalf, highHalf: s5.highHalf),
+            SIMD8(lowHalf: s2.highHalf, highHalf: s6.highHalf), SIMD8(lowHalf: s3.highHalf, highHalf: s7.highHalf))
+}
+
+extension SIMD8 where Scalar == Float {
+    /// self + a * b: one fused multiply-add per lane on targets with FMA (`FNL_HASWELL`);
+    /// elsewhere a multiply and an add (the fused form would call libm once per lane there).
+    @inline(__always)
+    fileprivate func plusProduct(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> {
+        #if FNL_HASWELL
+        return addingProduct(a, b)
+        #else
+        return self + a * b
+        #endif
+    }
 }

@@ -15,13 +15,14 @@ public struct BatchSplit {
     /// Images per chunk within a worker.
     public let chunk: Int
 
-    /// `perImage`: floats of chunk workspace per image; `forcedChunk` > 0 fixes the chunk
-    /// (tests); `workers` defaults to the thread budget.
-    public init(batch: Int, perImage: Int, forcedChunk: Int = 0, workers: Int = Threads.count) {
+    /// `perImage`: floats of chunk workspace per image, `chunkFloats` the target per chunk;
+    /// `forcedChunk` > 0 fixes the chunk (tests); `workers` defaults to the thread budget.
+    public init(batch: Int, perImage: Int, forcedChunk: Int = 0, workers: Int = Threads.count,
+                chunkFloats: Int = ConvWorkspace.targetChunkFloats) {
         self.batch = batch
         self.workers = max(1, min(workers, batch))
         let perWorker = (batch + self.workers - 1) / self.workers
-        chunk = ConvWorkspace.chunk(batch: perWorker, perImage: perImage, forced: forcedChunk)
+        chunk = ConvWorkspace.chunk(batch: perWorker, perImage: perImage, forced: forcedChunk, target: chunkFloats)
     }
 
     /// The images of worker `w`.

@@ -15,8 +15,8 @@ public enum ConvWorkspace {
     /// The number of images per chunk for `perImage` floats of scratch per image: about
     /// `targetChunkFloats` worth, at least 1, at most `batch`, balanced so that the chunks
     /// have nearly equal sizes. `forced` (> 0) overrides the target (tests).
-    public static func chunk(batch: Int, perImage: Int, forced: Int = 0) -> Int {
-        var nb = forced > 0 ? forced : max(1, targetChunkFloats / max(perImage, 1))
+    public static func chunk(batch: Int, perImage: Int, forced: Int = 0, target: Int = targetChunkFloats) -> Int {
+        var nb = forced > 0 ? forced : max(1, target / max(perImage, 1))
         nb = min(nb, batch)
         let chunks = (batch + nb - 1) / nb
         return (batch + chunks - 1) / chunks

@@ -11,9 +11,14 @@
 ///                dB^T[j, c*kw + b]  = sum_p dz[j, p] x[c, p + (b - pw) columns]
 ///
 /// (the adjoint of a stride-1 convolution is the convolution with the flipped, transposed
-/// kernel and the complementary padding). It applies when both axes have stride 1,
-/// dilation 1 and padding at most kernel - 1, and is the default there when the engine is
-/// compiled for 8-lane FMA (`FNL_HASWELL`).
+/// kernel and the complementary padding). The forward pass runs image by image; the backward
+/// pass by chunks of images, each kernel gradient summed over a whole chunk in one call. It
+/// applies when both axes have stride 1, dilation 1 and padding at most kernel - 1, and is the
+/// default there when the engine is compiled for 8-lane FMA (`FNL_HASWELL`). Measured on the
+/// 2-core EPYC (2 threads, k=3, pad 1, saved intermediate), direct over the matrix-product
+/// stages, forward / backward: N=128 C=16 H=W=32 r=5 1.71x / 1.71x, r=16 2.27x / 1.45x;
+/// N=128 C=64 H=W=8 r=19 1.47x / 1.18x, r=64 1.34x / 1.11x; H=W=16 r=19 1.35x / 1.24x,
+/// r=64 1.23x-1.33x / 0.97x-1.08x; N=64 C=64 H=W=32 r=19 1.18x / 1.09x, r=64 1.04x / 1.06x.
 extension LowRankConv {
     struct DirectStages {
         /// x planes (H x W) -> z planes (H x outW).
@@ -39,14 +44,6 @@ extension LowRankConv {
             #endif
         }
 
-        /// Whether the backward pass runs the direct stages. Measured fwd+bwd A/B on the 2-core
-        /// EPYC (N=128, k=3, pad 1, backward only, direct over matrix products): C=16 H=W=32
-        /// r=5 1.77x, r=16 1.52x; C=64 H=W=16 r=19 1.26x, r=64 0.87x; C=64 H=W=32 r=19 1.29x,
-        /// r=64 1.05x; C=64 H=W=8 r=19 0.88x, r=64 0.81x.
-        static func preferredBackward(_ g: ConvGeometry, rank r: Int) -> Bool {
-            g.outPlane >= 1024 || (g.outPlane >= 256 && r <= 32)
-        }
-
         init?(_ g: ConvGeometry) {
             guard Self.applies(g.h), Self.applies(g.w),
                   let width = try? AxisConv(axis: .width, rows: g.h.size, cols: g.w.size, kernel: g.kw, padding: g.w.padding),
@@ -67,11 +64,16 @@ extension LowRankConv {
                 widthAdjoint.scratchCount(inChannels: r, outChannels: cIn))
         }
 
-        /// Workspace parts of one worker: z (when not saved), dz (backward only), the scratch.
-        func workerCounts(_ g: ConvGeometry, rank r: Int, backward: Bool) -> [Int] {
-            let plane = ConvWorkspace.saturatingSumOfProducts([[r, g.h.size, g.w.output]])
-            return [plane, backward ? plane : 1, scratchCount(cIn: g.cIn, rank: r, cOut: g.cOut)]
+        /// Workspace parts of one worker: z (when not saved; one image forward, a chunk
+        /// backward), dz of a chunk (backward only), the scratch.
+        func workerCounts(_ g: ConvGeometry, rank r: Int, backward: Bool, chunk: Int) -> [Int] {
+            let planes = ConvWorkspace.saturatingSumOfProducts([[r, g.h.size, g.w.output, backward ? chunk : 1]])
+            return [planes, backward ? planes : 1, scratchCount(cIn: g.cIn, rank: r, cOut: g.cOut)]
         }
+
+        /// Images per chunk of the backward pass: the chunk's z and dz within about 256 KiB (the
+        /// kernel gradients sum over a whole chunk in one call).
+        static func chunkFloats() -> Int { 1 << 16 }
     }
 
     /// Forward pass of the direct fused path (see the top of this file); z goes to
@@ -85,7 +87,7 @@ extension LowRankConv {
                                 d.height.packedCount(outChannels: g.cOut, inChannels: r)], "the packed stage kernels") { pk in
             d.width.pack(bt, outChannels: r, inChannels: g.cIn, outStride: p.colsW, inStride: g.kw, tapStride: 1, into: pk[0])
             d.height.pack(a, outChannels: g.cOut, inChannels: r, outStride: g.kh * r, inStride: 1, tapStride: r, into: pk[1])
-            let counts = p.batchSplit.replicate(d.workerCounts(g, rank: r, backward: false))
+            let counts = p.batchSplit.replicate(d.workerCounts(g, rank: r, backward: false, chunk: 1))
             return try ConvWorkspace.with(counts, external: workspace, externalCount: workspaceCount,
                                           "the lowrank_conv2d forward pass") { s in
                 p.batchSplit.runCheckingOutput(y, perImage: g.cOut * g.outPlane) { w, n0, nb in
@@ -112,7 +114,8 @@ extension LowRankConv {
                                dbias: UnsafeMutablePointer<Float>?,
                                workspace: UnsafeMutablePointer<Float>?, workspaceCount: Int) throws {
         let g = p.geometry, r = p.rank, mid = p.midPlane, cols = p.colsW, kr = g.kh * r
-        let split = p.batchSplit, partialsOf = max(split.workers - 1, 1)
+        guard let split = p.directSplit else { throw FNLError.invalid("internal: the direct backward pass has no batch split") }
+        let partialsOf = max(split.workers - 1, 1)
         let dACount = g.cOut * kr, dBCount = r * cols
         try withScratch([intermediate == nil ? d.width.packedCount(outChannels: r, inChannels: g.cIn) : 1,
                          d.heightAdjoint.packedCount(outChannels: r, inChannels: g.cOut),
@@ -127,39 +130,49 @@ extension LowRankConv {
                                  tapStride: -r, into: packedHA)
             d.widthAdjoint.pack(bt + (g.kw - 1), outChannels: g.cIn, inChannels: r, outStride: g.kw, inStride: cols,
                                 tapStride: -1, into: packedWA)
-            let counts = split.replicate(d.workerCounts(g, rank: r, backward: true))
+            let counts = split.replicate(d.workerCounts(g, rank: r, backward: true, chunk: split.chunk))
             try ConvWorkspace.with(counts, external: workspace, externalCount: workspaceCount,
                                    "the lowrank_conv2d backward pass") { s in
                 try withDoubleScratch(BiasAccumulator.scratchCount(channels: g.cOut, split: split),
                                       enabled: dbias != nil, "the bias gradient") { sums in
                     let biasSums = BiasAccumulator(channels: g.cOut, split: split, scratch: sums)
+                    let zImage = r * mid, gImage = g.cOut * g.outPlane, xImage = g.cIn * g.inPlane
                     split.run { w, n0, nb in
                         let (zbuf, dz, scratch) = (s[3 * w], s[3 * w + 1], s[3 * w + 2])
                         let dAw = w == 0 ? dA : dAPartials + (w - 1) * dACount
                         let dBw = w == 0 ? dBt : dBPartials + (w - 1) * dBCount
-                        biasSums.add(worker: w, gy + n0 * g.cOut * g.outPlane, plane: g.outPlane, images: nb)
-                        for n in n0..<(n0 + nb) {
-                            let first = n == split.images(w).lowerBound
-                            let xn = x + n * g.cIn * g.inPlane, gn = gy + n * g.cOut * g.outPlane
-                            var z = UnsafePointer(zbuf), zs = mid
-                            if let intermediate {
-                                z = intermediate + n * mid; zs = g.batch * mid
-                            } else {
-                                d.width.forward(packedWidth, outChannels: r, inChannels: g.cIn, input: xn,
-                                                inStride: g.inPlane, output: zbuf, outStride: mid, bias: nil, scratch: scratch)
+                        let first = n0 == split.images(w).lowerBound
+                        let gc = gy + n0 * gImage, xc = x + n0 * xImage
+                        biasSums.add(worker: w, gc, plane: g.outPlane, images: nb)
+                        // z of the chunk: saved (channel planes batch * mid apart, images mid
+                        // apart) or recomputed (images r * mid apart).
+                        var z = UnsafePointer(zbuf), zs = mid, zi = zImage
+                        if let intermediate {
+                            z = intermediate + n0 * mid; zs = g.batch * mid; zi = mid
+                        } else {
+                            for i in 0..<nb {
+                                d.width.forward(packedWidth, outChannels: r, inChannels: g.cIn, input: xc + i * xImage,
+                                                inStride: g.inPlane, output: zbuf + i * zImage, outStride: mid, bias: nil,
+                                                scratch: scratch)
                             }
-                            d.height.weightGradient(gradOutput: gn, outChannels: g.cOut, outStride: g.outPlane,
-                                                    input: z, inChannels: r, inStride: zs, into: dAw, dOutStride: kr,
-                                                    dInStride: 1, dTapStride: r, accumulate: !first, scratch: scratch)
-                            d.heightAdjoint.forward(packedHA, outChannels: r, inChannels: g.cOut, input: gn,
-                                                    inStride: g.outPlane, output: dz, outStride: mid, bias: nil,
-                                                    scratch: scratch)
-                            d.width.weightGradient(gradOutput: dz, outChannels: r, outStride: mid, input: xn,
-                                                   inChannels: g.cIn, inStride: g.inPlane, into: dBw, dOutStride: cols,
-                                                   dInStride: g.kw, dTapStride: 1, accumulate: !first, scratch: scratch)
-                            d.widthAdjoint.forward(packedWA, outChannels: g.cIn, inChannels: r, input: dz, inStride: mid,
-                                                   output: dx + n * g.cIn * g.inPlane, outStride: g.inPlane, bias: nil,
-                                                   scratch: scratch)
+                        }
+                        d.height.weightGradient(gradOutput: gc, outChannels: g.cOut, outStride: g.outPlane,
+                                                input: z, inChannels: r, inStride: zs, into: dAw, dOutStride: kr,
+                                                dInStride: 1, dTapStride: r, accumulate: !first, images: nb,
+                                                gradImageStride: gImage, inputImageStride: zi, scratch: scratch)
+                        for i in 0..<nb {
+                            d.heightAdjoint.forward(packedHA, outChannels: r, inChannels: g.cOut, input: gc + i * gImage,
+                                                    inStride: g.outPlane, output: dz + i * zImage, outStride: mid,
+                                                    bias: nil, scratch: scratch)
+                        }
+                        d.width.weightGradient(gradOutput: dz, outChannels: r, outStride: mid, input: xc,
+                                               inChannels: g.cIn, inStride: g.inPlane, into: dBw, dOutStride: cols,
+                                               dInStride: g.kw, dTapStride: 1, accumulate: !first, images: nb,
+                                               gradImageStride: zImage, inputImageStride: xImage, scratch: scratch)
+                        for i in 0..<nb {
+                            d.widthAdjoint.forward(packedWA, outChannels: g.cIn, inChannels: r, input: dz + i * zImage,
+                                                   inStride: mid, output: dx + (n0 + i) * xImage, outStride: g.inPlane,
+                                                   bias: nil, scratch: scratch)
                         }
                     }
                     split.reduce(dAPartials, count: dACount, into: dA)

@@ -54,16 +54,12 @@ public enum LowRankConv {
         /// Stage 2 by Winograd F(m, 3) along the height (fused path, kh = 3, height stride and
         /// dilation 1), else nil: the stage is lowered.
         public let winograd: WinogradHeight?
-        /// Both stages as direct convolutions (fused path), else nil: the forward pass runs
-        /// them, the backward pass where `directBackward` holds.
+        /// Both stages as direct convolutions (fused path, forward and backward), else nil.
         let direct: DirectStages?
-        /// Whether the fused path's forward pass runs its stages as direct convolutions.
+        /// Whether the fused path runs its stages as direct convolutions.
         public var usesDirectStages: Bool { direct != nil }
-        /// Whether the backward pass runs the direct stages too: always when `.fused` was
-        /// requested; on `.auto` where their kernel gradients (sums over one image's pixels per
-        /// call) have planes large enough (`DirectStages.preferredBackward`), elsewhere the
-        /// matrix-product stages, whose products run over a chunk of images.
-        public let directBackward: Bool
+        /// The batch split of the direct backward pass (its own chunk: `DirectStages.chunkFloats`).
+        let directSplit: BatchSplit?
 
         /// `winograd`: nil chooses (Winograd where it applies and r >= `WinogradHeight.minimumRank`);
         /// true or false forces it where it applies, or the lowered stage 2 (tests compare the two).
@@ -103,7 +99,9 @@ public enum LowRankConv {
             let direct = path == .fused && requested != .fusedProducts && allowed != true
                 && (requested == .fused || DirectStages.preferred) ? DirectStages(g) : nil
             self.direct = direct
-            directBackward = direct != nil && (requested == .fused || DirectStages.preferredBackward(g, rank: rank))
+            directSplit = direct != nil
+                ? BatchSplit(batch: g.batch, perImage: 2 * max(1, rank * g.h.size * g.w.output), forcedChunk: chunkImages,
+                             workers: workers, chunkFloats: DirectStages.chunkFloats()) : nil
             if path == .compose {
                 let d = try DenseConv.Plan(g, chunkImages: chunkImages, workers: workers)
                 dense = d
@@ -221,12 +219,14 @@ public enum LowRankConv {
         var fusedCountsAllWorkers: [Int] { batchSplit.replicate(fusedWorkerCounts) }
         /// Floats of workspace of the forward pass.
         public var forwardCounts: [Int] {
-            if let direct { return batchSplit.replicate(direct.workerCounts(geometry, rank: rank, backward: false)) }
+            if let direct { return batchSplit.replicate(direct.workerCounts(geometry, rank: rank, backward: false, chunk: 1)) }
             return dense?.forwardCounts ?? fusedCountsAllWorkers
         }
         /// Floats of workspace of the backward pass.
         public var backwardCounts: [Int] {
-            if let direct, directBackward { return batchSplit.replicate(direct.workerCounts(geometry, rank: rank, backward: true)) }
+            if let direct, let split = directSplit {
+                return split.replicate(direct.workerCounts(geometry, rank: rank, backward: true, chunk: split.chunk))
+            }
             return dense?.backwardCounts ?? fusedCountsAllWorkers
         }
         public var forwardWorkspace: Int { (try? ConvWorkspace.total(forwardCounts)) ?? Int.max }

@@ -49,7 +49,7 @@ extension LowRankConv {
                 }
                 return
             }
-            if let d = p.direct, p.directBackward {
+            if let d = p.direct {
                 try withScratch([p.rowsW * p.rank, p.rank * p.colsW, c.vCount], "the factor gradients") { sg in
                     try backwardDirect(p, d, a: a, bt: bt, gradOutput: gy, x: x, intermediate: intermediate, dx: dx,
                                        dA: sg[0], dBt: sg[1], dbias: dbias, workspace: workspace,
