@@ -49,16 +49,18 @@ public enum Blas {
             // OpenBLAS's small kernels cover 16 columns per AVX-512 vector, so a width 16 j + e
             // (0 < e < 16) costs as much as 16 (j + 1): the leading 16 j x 16 j block and the
             // last e columns (k x e) as two calls are 10-20% faster (measured at k = 17..47).
+            // The lower triangle is then copied from the upper one: OpenBLAS's kernels need not
+            // give G[i, j] and G[j, i] the same summation order (the Haswell ones do not).
             let (kk, h) = (Int32(k), Int32(k / 16 * 16))
             if h == 0 || h == kk {
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, kk, kk, Int32(rows), 1, a, kk, a, kk, 0, g, kk)
-                return
+            } else {
+                let hh = Int(h)
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, h, h, Int32(rows), 1, a, kk, a, kk, 0, g, kk)
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, kk, kk - h, Int32(rows), 1, a, kk, a + hh, kk,
+                            0, g + hh, kk)
             }
-            let hh = Int(h)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, h, h, Int32(rows), 1, a, kk, a, kk, 0, g, kk)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, kk, kk - h, Int32(rows), 1, a, kk, a + hh, kk,
-                        0, g + hh, kk)
-            for i in hh..<k { for j in 0..<hh { g[i * k + j] = g[j * k + i] } }
+            for i in 0..<k { for j in 0..<i { g[i * k + j] = g[j * k + i] } }
             return
         }
         cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, Int32(k), Int32(rows), 1, a, Int32(k), 0, g, Int32(k))
