@@ -32,7 +32,7 @@ final class ConvLowRankTests: XCTestCase {
     }
 
     func run(_ p: LowRankConv.Plan, _ f: Factors, _ x: [Float], _ bias: [Float]?, _ gy: [Float], saved: Bool = false)
-        throws -> (y: [Float], dx: [Float], du: [Float], dv: [Float], dm: [[Float]], db: [Float]) {
+        throws -> RunResult {
         let g = p.geometry
         var y = [Float](repeating: .nan, count: g.outputCount)
         var z = [Float](repeating: .nan, count: max(p.intermediateCount, 1))
@@ -119,14 +119,7 @@ final class ConvLowRankTests: XCTestCase {
                     XCTAssertTrue(direct.usesDirectStages)
                     XCTAssertFalse(products.usesDirectStages)
                     let a = try run(direct, f, x, bias, gy, saved: saved), b = try run(products, f, x, bias, gy, saved: saved)
-                    let what = "\(g) ranks \(ranks) workers \(workers) saved \(saved)"
-                    assertClose(a.y, yR, 2e-5, "y " + what)
-                    assertClose(a.y, b.y.map { Double($0) }, 2e-5, "y vs products " + what)
-                    assertClose(a.dx, b.dx.map { Double($0) }, 2e-5, "dx " + what)
-                    assertClose(a.du, b.du.map { Double($0) }, 2e-5, "dU " + what)
-                    assertClose(a.dv, b.dv.map { Double($0) }, 2e-5, "dV " + what)
-                    assertClose(a.db, b.db.map { Double($0) }, 2e-5, "dbias " + what)
-                    for (m, n) in zip(a.dm, b.dm) { assertClose(m, n.map { Double($0) }, 2e-5, "dM " + what) }
+                    assertRunsAgree(a, b, reference: yR, "\(g) ranks \(ranks) workers \(workers) saved \(saved)")
                     checked += 1
                 }
             } }
@@ -158,19 +151,26 @@ final class ConvLowRankTests: XCTestCase {
                     XCTAssertNil(lowered.winograd)
                     let saved = workers == 2
                     let a = try run(wino, f, x, bias, gy, saved: saved), b = try run(lowered, f, x, bias, gy, saved: saved)
-                    let what = "\(g) ranks \(ranks) workers \(workers) F(\(tile), 3)"
-                    assertClose(a.y, yR, 2e-5, "y " + what)
-                    assertClose(a.y, b.y.map { Double($0) }, 2e-5, "y vs lowered " + what)
-                    assertClose(a.dx, b.dx.map { Double($0) }, 2e-5, "dx " + what)
-                    assertClose(a.du, b.du.map { Double($0) }, 2e-5, "dU " + what)
-                    assertClose(a.dv, b.dv.map { Double($0) }, 2e-5, "dV " + what)
-                    assertClose(a.db, b.db.map { Double($0) }, 2e-5, "dbias " + what)
-                    for (m, n) in zip(a.dm, b.dm) { assertClose(m, n.map { Double($0) }, 2e-5, "dM " + what) }
+                    assertRunsAgree(a, b, reference: yR, "\(g) ranks \(ranks) workers \(workers) F(\(tile), 3)")
                     checked += 1
                 } }
             }
         } } } }
         XCTAssertGreaterThan(checked, 250)
+    }
+
+    typealias RunResult = (y: [Float], dx: [Float], du: [Float], dv: [Float], dm: [[Float]], db: [Float])
+
+    /// Run `a` gives y = the float64 `reference` and the outputs of run `b`.
+    func assertRunsAgree(_ a: RunResult, _ b: RunResult, reference yR: [Double], _ what: String,
+                         file: StaticString = #filePath, line: UInt = #line) {
+        assertClose(a.y, yR, 2e-5, "y " + what, file: file, line: line)
+        assertClose(a.y, b.y.map { Double($0) }, 2e-5, "y vs the other run " + what, file: file, line: line)
+        assertClose(a.dx, b.dx.map { Double($0) }, 2e-5, "dx " + what, file: file, line: line)
+        assertClose(a.du, b.du.map { Double($0) }, 2e-5, "dU " + what, file: file, line: line)
+        assertClose(a.dv, b.dv.map { Double($0) }, 2e-5, "dV " + what, file: file, line: line)
+        assertClose(a.db, b.db.map { Double($0) }, 2e-5, "dbias " + what, file: file, line: line)
+        for (m, n) in zip(a.dm, b.dm) { assertClose(m, n.map { Double($0) }, 2e-5, "dM " + what, file: file, line: line) }
     }
 
     func testAutoPathByOperationCount() throws {
