@@ -427,12 +427,21 @@ public struct AxisConv {
         let x = UnsafePointer(scratch)
         let gT = scratch + inChannels * paddedPlane, sums = gT + pixels * gStride
         let pairs = inChannels * kernel
-        for n in 0..<images {
-            copyPadded(input + n * inputImageStride, inChannels: inChannels, inStride: inStride, into: scratch)
-            transposeGradient(gradOutput + n * gradImageStride, outChannels: outChannels, outStride: outStride,
-                              pixels: pixels, into: gT, gStride: gStride)
-            transposedSums(x, gT, gStride: gStride, inChannels: inChannels, sums: sums, addToSums: n > 0,
-                           tapMajor: dInStride == 1 && dTapStride == inChannels && !(dTapStride == 1 && dInStride == kernel))
+        let tapMajor = dInStride == 1 && dTapStride == inChannels && !(dTapStride == 1 && dInStride == kernel)
+        withUnsafeTemporaryAllocation(of: Int.self, capacity: pairs + 8) { sources in
+            // Offset of pair f's input plane in the padded copy (past the last pair: the last
+            // one again; its sums land in the rows past `pairs`, which are never read).
+            for f in 0..<(pairs + 8) {
+                let (c, t) = pair(min(f, pairs - 1), inChannels: inChannels, tapMajor: tapMajor)
+                sources[f] = c * paddedPlane + t * tapStep
+            }
+            for n in 0..<images {
+                copyPadded(input + n * inputImageStride, inChannels: inChannels, inStride: inStride, into: scratch)
+                transposeGradient(gradOutput + n * gradImageStride, outChannels: outChannels, outStride: outStride,
+                                  pixels: pixels, into: gT, gStride: gStride)
+                transposedSums(x, gT, gStride: gStride, pairs: pairs, sources: sources.baseAddress!, sums: sums,
+                               addToSums: n > 0)
+            }
         }
         writeTransposedSums(sums, gStride: gStride, outChannels: outChannels, inChannels: inChannels, into: dw,
                             dOutStride: dOutStride, dInStride: dInStride, dTapStride: dTapStride, accumulate: accumulate)
@@ -448,11 +457,9 @@ public struct AxisConv {
     }
 
     /// sums[f][o] (=, or += when `addToSums`) sum_p gT[p][o] x_f[p] for one image's padded
-    /// input `x` and transposed gradient `gT`.
-    func transposedSums(_ x: UnsafePointer<Float>, _ gT: UnsafeMutablePointer<Float>, gStride: Int, inChannels: Int,
-                        sums: UnsafeMutablePointer<Float>, addToSums: Bool, tapMajor: Bool) {
-        let pairs = inChannels * kernel
-        let lastPair = pairs - 1
+    /// input `x` and transposed gradient `gT`; x_f starts at x + sources[f] (pairs + 8 entries).
+    func transposedSums(_ x: UnsafePointer<Float>, _ gT: UnsafeMutablePointer<Float>, gStride: Int, pairs: Int,
+                        sources: UnsafePointer<Int>, sums: UnsafeMutablePointer<Float>, addToSums: Bool) {
         let vectors = gStride / 8
         // Pairs outermost, in groups of 24 (a multiple of every Jc): the group's input planes
         // stay in L1 while the output-channel blocks run over them.
@@ -466,13 +473,8 @@ public struct AxisConv {
                 let jc = jo == 1 ? 8 : 4
                 var f0 = group
                 while f0 < groupEnd {
-                    // Input plane of pair f (past the last pair: the last one again; its sums
-                    // land in the rows past `pairs`, which are never read).
                     @inline(__always)
-                    func source(_ m: Int) -> UnsafePointer<Float> {
-                        let (c, t) = pair(min(f0 + m, lastPair), inChannels: inChannels, tapMajor: tapMajor)
-                        return x + c * paddedPlane + t * tapStep
-                    }
+                    func source(_ m: Int) -> UnsafePointer<Float> { x + sources[f0 + m] }
                     let args = TransposedArguments(g: UnsafePointer(gT + 8 * vector0), gStride: gStride,
                                                    lines: lineCount, length: lineLength, inputPitch: linePitch,
                                                    sums: sums + f0 * gStride + 8 * vector0, addToSums: addToSums)
