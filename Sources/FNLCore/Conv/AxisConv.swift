@@ -29,7 +29,9 @@
 /// - `weightGradient` computes 4 output channels x 3 (input channel, tap) pairs per step (12
 ///   accumulators of partial sums over the vectors of outputs), summed across lanes at the
 ///   end. Lines whose length is not a multiple of 8 read a copy of gradOutput whose lanes past
-///   the line end are zero.
+///   the line end are zero. On planes of at most 256 outputs it runs over vectors of 8 output
+///   channels instead (gradOutput copied transposed; no lane sums), summing several images
+///   per call into the scratch before one pass into dW.
 public struct AxisConv {
     public enum Axis { case height, width }
     public let axis: Axis
