@@ -18,15 +18,21 @@ Conventions (as the rest of fnl):
   * ``workspace`` (optional): a :class:`ConvWorkspace` reused across calls so that the
     batch-sized temporaries are not allocated per call.
   * Bad input raises TypeError (types, dtypes), ValueError (shapes, options, NaN/inf) or
-    MemoryError, with the message starting "[fnl.<function>]".
+    MemoryError, with the message starting "[fnl.<function>]". Large inputs (x, grad_y, the
+    intermediate) are scanned for NaN/inf only when a result is not finite (every value a
+    convolution reads reaches its kernel gradients and y); the error names the argument and
+    the first offending flat index. A value no output reads (one a stride skips) changes
+    nothing and is not reported.
 
-Execution: the batch is processed in chunks of images (about 1 MiB of scratch per thread, so
-that the lowered matrices stay in the L2 caches); per chunk the input is lowered ("im2col",
-in parallel over the thread budget of fnl.set_num_threads) into a channel-major matrix and
-each convolution stage is one OpenBLAS sgemm (which uses the same budget; BLAS is never
-called inside the engine's parallel loops). Results agree across thread counts to float32
-rounding (the chunking, and with it the summation order of kernel gradients, follows the
-thread count).
+Execution: the batch is split over the engine's threads (fnl.set_num_threads), each worker
+running its own images end to end with single-threaded OpenBLAS and its own partial kernel
+gradients, added in worker order afterwards, so results agree across thread counts to float32
+rounding. The fused low-rank convolution runs its two stages as direct one-dimensional
+convolutions (register-blocked SIMD kernels, no lowering) where both axes have stride 1,
+dilation 1 and padding <= kernel - 1 on an engine built for AVX2 + FMA; otherwise, and for the
+dense convolution, each stage is lowered ("im2col") per chunk of images into a channel-major
+matrix and multiplied by OpenBLAS sgemm, with Winograd F(2, 3) or F(4, 3) along the height for
+3-tap height kernels of stride 1.
 """
 from __future__ import annotations
 
