@@ -299,21 +299,19 @@ public struct AxisConv {
                                into dw: UnsafeMutablePointer<Float>, dOutStride: Int, dInStride: Int, dTapStride: Int,
                                accumulate: Bool, images: Int = 1, gradImageStride: Int = 0, inputImageStride: Int = 0,
                                scratch unaligned: UnsafeMutablePointer<Float>) {
-        let transposed = gradientTransposed(outChannels: outChannels)
-        if transposed && images > 1 {
-            let scratch = aligned(unaligned)
+        if gradientTransposed(outChannels: outChannels) {
             weightGradientTransposed(gradOutput: gradOutput, outChannels: outChannels, outStride: outStride,
                                      input: input, inChannels: inChannels, inStride: inStride,
                                      images: images, gradImageStride: gradImageStride, inputImageStride: inputImageStride,
                                      into: dw, dOutStride: dOutStride, dInStride: dInStride, dTapStride: dTapStride,
-                                     accumulate: accumulate, scratch: scratch)
+                                     accumulate: accumulate, scratch: aligned(unaligned))
             return
         }
         for n in 0..<images {
             weightGradient(gradOutput: gradOutput + n * gradImageStride, outChannels: outChannels, outStride: outStride,
                            input: input + n * inputImageStride, inChannels: inChannels, inStride: inStride,
                            into: dw, dOutStride: dOutStride, dInStride: dInStride, dTapStride: dTapStride,
-                           accumulate: accumulate || n > 0, transposed: transposed, scratch: unaligned)
+                           accumulate: accumulate || n > 0, transposed: false, scratch: unaligned)
         }
     }
 
@@ -429,7 +427,7 @@ public struct AxisConv {
         let x = UnsafePointer(scratch)
         let gT = scratch + inChannels * paddedPlane, sums = gT + pixels * gStride
         let pairs = inChannels * kernel
-        let tapMajor = dInStride == 1 && dTapStride == inChannels && !(dTapStride == 1 && dInStride == kernel)
+        let tapMajor = sumsOrder(inChannels: inChannels, dInStride: dInStride, dTapStride: dTapStride).tapMajor
         withUnsafeTemporaryAllocation(of: Int.self, capacity: pairs + 8) { sources in
             // Offset of pair f's input plane in the padded copy (past the last pair: the last
             // one again; its sums land in the rows past `pairs`, which are never read).
@@ -447,6 +445,15 @@ public struct AxisConv {
         }
         writeTransposedSums(sums, gStride: gStride, outChannels: outChannels, inChannels: inChannels, into: dw,
                             dOutStride: dOutStride, dInStride: dInStride, dTapStride: dTapStride, accumulate: accumulate)
+    }
+
+    /// How dW's layout orders the (input channel, tap) pairs: `consecutive` when the pairs of
+    /// an output channel are consecutive floats ([o][c][t], or [o][t][c] = `tapMajor`, which
+    /// numbers the pairs t * inChannels + c).
+    func sumsOrder(inChannels: Int, dInStride: Int, dTapStride: Int) -> (consecutive: Bool, tapMajor: Bool) {
+        let channelMajor = dTapStride == 1 && dInStride == kernel
+        let tapMajor = !channelMajor && dInStride == 1 && dTapStride == inChannels
+        return (channelMajor || tapMajor, tapMajor)
     }
 
     /// The pair numbering of the transposed sums: f = t * inChannels + c when `tapMajor`
@@ -499,9 +506,7 @@ public struct AxisConv {
                              into dw: UnsafeMutablePointer<Float>, dOutStride: Int, dInStride: Int, dTapStride: Int,
                              accumulate: Bool) {
         let pairs = inChannels * kernel, vectors = gStride / 8
-        let channelMajor = dTapStride == 1 && dInStride == kernel
-        let tapMajor = !channelMajor && dInStride == 1 && dTapStride == inChannels
-        let consecutive = channelMajor || tapMajor
+        let (consecutive, tapMajor) = sumsOrder(inChannels: inChannels, dInStride: dInStride, dTapStride: dTapStride)
         for v in 0..<vectors {
             let o0 = 8 * v, ob = min(8, outChannels - o0)
             let rows = dw + o0 * dOutStride

@@ -73,7 +73,7 @@ extension LowRankConv {
 
         /// Images per chunk of the backward pass: the chunk's z and dz within about 256 KiB (the
         /// kernel gradients sum over a whole chunk in one call).
-        static func chunkFloats() -> Int { 1 << 16 }
+        static let chunkFloats = 1 << 16
     }
 
     /// Forward pass of the direct fused path (see the top of this file); z goes to

@@ -101,7 +101,7 @@ public enum LowRankConv {
             self.direct = direct
             directSplit = direct != nil
                 ? BatchSplit(batch: g.batch, perImage: 2 * max(1, rank * g.h.size * g.w.output), forcedChunk: chunkImages,
-                             workers: workers, chunkFloats: DirectStages.chunkFloats()) : nil
+                             workers: workers, chunkFloats: DirectStages.chunkFloats) : nil
             if path == .compose {
                 let d = try DenseConv.Plan(g, chunkImages: chunkImages, workers: workers)
                 dense = d
