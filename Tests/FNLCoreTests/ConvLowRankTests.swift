@@ -128,12 +128,13 @@ final class ConvLowRankTests: XCTestCase {
     }
 
     /// Stage 2 by Winograd F(2, 3) and F(4, 3) equals the lowered stage 2 and the direct
-    /// convolution, over heights 1...9 (partial last tiles), paddings 0...2, widths 1 and 5,
+    /// convolution, over heights 1...9 (partial last tiles), paddings 0...2, widths 1, 5 and 13
+    /// (rows shorter than a vector of 8, one full vector and a partial one),
     /// batches 1 and 3, 1 and 2 workers, with and without the saved intermediate and bias.
     func testWinogradStage2MatchesLowered() throws {
         var rng = ConvRandom(21)
         var checked = 0
-        for height in 1...9 { for padding in 0...2 { for width in [1, 5] { for batch in [1, 3] {
+        for height in 1...9 { for padding in 0...2 { for width in [1, 5, 13] { for batch in [1, 3] {
             guard height + 2 * padding >= 3 else { continue }
             let g = try ConvGeometry(batch: batch, cIn: 3, height: height, width: width, cOut: 4, kh: 3, kw: 3,
                                      stride: (1, 1), padding: (padding, 1), dilation: (1, 1))

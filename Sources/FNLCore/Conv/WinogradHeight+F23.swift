@@ -1,8 +1,7 @@
-/// Winograd F(2, 3) transforms written out (`WinogradHeight` dispatches here when m = 2):
-/// the same math as the generic passes of `WinogradHeight.Plans`, with the +-1 coefficients
-/// as adds and subtracts, which the compiler vectorizes. Measured on the 2-core EPYC, fwd+bwd,
-/// 1 thread: the generic passes took 1.05x-1.09x the time of the dense conv at C=16 H=W=32
-/// and C=64 H=W=8 (transform-heavy shapes).
+/// Winograd F(2, 3) transforms written out (`WinogradHeight` dispatches here when m = 2),
+/// with the +-1 coefficients as adds and subtracts, which the compiler vectorizes. Measured
+/// on the 2-core EPYC, fwd+bwd, 1 thread: generic row passes over the matrices took 1.05x-1.09x
+/// the time of the dense conv at C=16 H=W=32 and C=64 H=W=8 (transform-heavy shapes).
 extension WinogradHeight {
     /// Input row k (0..<4) of tile t, or nil in the padding.
     @inline(__always)

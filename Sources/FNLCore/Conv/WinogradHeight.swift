@@ -85,10 +85,6 @@ public struct WinogradHeight {
     public let width: Int
     public let padding: Int
     public let transform: Transform
-    /// The passes of the four row transforms of the generic form (they depend only on the axis
-    /// and the tile size); nil for F(2, 3), whose transforms are written out
-    /// (`WinogradHeight+F23.swift`), so that its plans are never built.
-    private let plans: Plans?
 
     /// The smallest rank (c_in*kw for the dense convolution) for which it is used by default.
     /// Measured on the 2-core EPYC for the low-rank stage with F(2, 3) (fwd+bwd, N=128, k=3,
@@ -111,7 +107,6 @@ public struct WinogradHeight {
         case 4?: transform = .f43
         default: transform = .preferred(outHeight: axis.output, outRows: outRows, inRows: inRows)
         }
-        plans = transform.m == 2 ? nil : Plans(transform, height: axis.size, outHeight: axis.output, padding: axis.padding)
     }
 
     /// Output rows per tile and transformed points per tile.
@@ -187,35 +182,16 @@ public struct WinogradHeight {
         }
     }
 
-    /// Runs `passes` on one plane: input row k of the combinations starts at src + k * rowStride,
-    /// output row o at out + o * outputStride; tiles `stride` apart in the output and
-    /// `sourceStride` apart in the source.
-    @inline(__always)
-    private func run(_ passes: UnsafeBufferPointer<RowPass>, _ src: UnsafePointer<Float>, rowStride: Int,
-                     _ out: UnsafeMutablePointer<Float>, outputStride: Int, stride: Int, sourceStride: Int,
-                     constant: Float = 0) {
-        for pass in passes {
-            pass.apply(src, rowStride: rowStride, to: out + pass.output * outputStride, stride: stride,
-                       sourceStride: sourceStride, count: width, constant: constant)
-        }
-    }
-
     /// Zt_xi (points x channels x ld) from `images` images of z: channel c of image n is the
     /// height x width plane at z + c * channelStride + n * imageStride.
     public func inputTransform(_ z: UnsafePointer<Float>, channels: Int, channelStride: Int, imageStride: Int,
                                images: Int, into zt: UnsafeMutablePointer<Float>, ld: Int) {
-        guard let plans else {
-            return inputTransformF23(z, channels: channels, channelStride: channelStride, imageStride: imageStride,
-                                     images: images, into: zt, ld: ld)
-        }
-        let w = width
-        plans.input.withUnsafeBufferPointer { plan in
-            for c in 0..<channels {
-                for n in 0..<images {
-                    run(plan, z + c * channelStride + n * imageStride - padding * w, rowStride: w,
-                        zt + c * ld + n * columnsPerImage, outputStride: channels * ld, stride: w, sourceStride: m * w)
-                }
-            }
+        if m == 2 {
+            inputTransformF23(z, channels: channels, channelStride: channelStride, imageStride: imageStride,
+                              images: images, into: zt, ld: ld)
+        } else {
+            inputTransformF43(z, channels: channels, channelStride: channelStride, imageStride: imageStride,
+                              images: images, into: zt, ld: ld)
         }
     }
 
@@ -223,33 +199,20 @@ public struct WinogradHeight {
     /// plus bias.
     public func outputTransform(_ yt: UnsafePointer<Float>, channels: Int, ld: Int, images: Int,
                                 bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>) {
-        guard let plans else {
-            return outputTransformF23(yt, channels: channels, ld: ld, images: images, bias: bias, into: y)
-        }
-        let w = width, outPlane = outHeight * w
-        plans.output.withUnsafeBufferPointer { plan in
-            for n in 0..<images {
-                for o in 0..<channels {
-                    run(plan, yt + o * ld + n * columnsPerImage, rowStride: channels * ld,
-                        y + (n * channels + o) * outPlane, outputStride: w, stride: m * w, sourceStride: w,
-                        constant: bias?[o] ?? 0)
-                }
-            }
+        if m == 2 {
+            outputTransformF23(yt, channels: channels, ld: ld, images: images, bias: bias, into: y)
+        } else {
+            outputTransformF43(yt, channels: channels, ld: ld, images: images, bias: bias, into: y)
         }
     }
 
     /// dYt_xi (points x channels x ld) from the output gradient g (NCHW, `images` images).
     public func gradOutputTransform(_ g: UnsafePointer<Float>, channels: Int, images: Int,
                                     into dyt: UnsafeMutablePointer<Float>, ld: Int) {
-        guard let plans else { return gradOutputTransformF23(g, channels: channels, images: images, into: dyt, ld: ld) }
-        let w = width, outPlane = outHeight * w
-        plans.gradOutput.withUnsafeBufferPointer { plan in
-            for n in 0..<images {
-                for o in 0..<channels {
-                    run(plan, g + (n * channels + o) * outPlane, rowStride: w,
-                        dyt + o * ld + n * columnsPerImage, outputStride: channels * ld, stride: w, sourceStride: m * w)
-                }
-            }
+        if m == 2 {
+            gradOutputTransformF23(g, channels: channels, images: images, into: dyt, ld: ld)
+        } else {
+            gradOutputTransformF43(g, channels: channels, images: images, into: dyt, ld: ld)
         }
     }
 
@@ -257,172 +220,12 @@ public struct WinogradHeight {
     /// (points x channels x ld): dz[m t - ph + k] += sum_xi B^T[xi, k] dZt_xi over the tiles.
     public func gradInputTransform(_ dzt: UnsafePointer<Float>, channels: Int, ld: Int, images: Int,
                                    into dz: UnsafeMutablePointer<Float>, channelStride: Int, imageStride: Int) {
-        guard let plans else {
-            return gradInputTransformF23(dzt, channels: channels, ld: ld, images: images, into: dz,
-                                         channelStride: channelStride, imageStride: imageStride)
-        }
-        let w = width
-        plans.gradInput.withUnsafeBufferPointer { plan in
-            for c in 0..<channels {
-                for n in 0..<images {
-                    let plane = dz + c * channelStride + n * imageStride
-                    plane.update(repeating: 0, count: height * w)
-                    run(plan, dzt + c * ld + n * columnsPerImage, rowStride: channels * ld,
-                        plane - padding * w, outputStride: w, stride: m * w, sourceStride: w)
-                }
-            }
-        }
-    }
-
-    /// The passes of the four row transforms, by output row of each transform: consecutive
-    /// tiles for which the same input rows of the combination exist go together, with only
-    /// those rows (the others are zero padding).
-    struct Plans {
-        let input: [RowPass], output: [RowPass], gradOutput: [RowPass], gradInput: [RowPass]
-
-        init(_ f: Transform, height: Int, outHeight: Int, padding: Int) {
-            let m = f.m, p = f.points, tiles = (outHeight + m - 1) / m
-            // Tiles whose input row m t - ph + k exists, and whose output row m t + i exists.
-            let reads = (0..<p).map { k in
-                let lo = max(0, ceilDiv(padding - k, m)), hi = min(tiles, floorDiv(height - 1 + padding - k, m) + 1)
-                return lo..<max(lo, hi)
-            }
-            let writes = (0..<m).map { i in 0..<max(0, min(tiles, floorDiv(outHeight - 1 - i, m) + 1)) }
-            let all = 0..<tiles
-            // Zt_xi = sum_k B^T[xi, k] d_k (rows k that exist).
-            input = Plans.passes(outputs: p, inputs: p, tiles: all, coefficient: { f.bt[$0 * p + $1] },
-                                 exists: { reads[$0] }, limit: { _ in all })
-            // y[m t + i] = sum_xi A^T[i, xi] Yt_xi (output rows that exist).
-            output = Plans.passes(outputs: m, inputs: p, tiles: all, coefficient: { f.at[$0 * p + $1] },
-                                  exists: { _ in all }, limit: { writes[$0] })
-            // dYt_xi = sum_i A^T[i, xi] g[m t + i] (output rows that exist).
-            gradOutput = Plans.passes(outputs: p, inputs: m, tiles: all, coefficient: { f.at[$1 * p + $0] },
-                                      exists: { writes[$0] }, limit: { _ in all })
-            // dz[m t - ph + k] += sum_xi B^T[xi, k] dZt_xi (input rows that exist); the rows of
-            // one k are m apart, so the tiles of one pass never write the same row.
-            gradInput = Plans.passes(outputs: p, inputs: p, tiles: all, coefficient: { f.bt[$1 * p + $0] },
-                                     exists: { _ in all }, limit: { reads[$0] }, accumulate: true)
-        }
-
-        /// `coefficient(out, k)` is the matrix entry, `exists(k)` the tiles for which input row
-        /// k exists, `limit(out)` the tiles that have output `out`. The set of existing rows
-        /// changes only at the ends of those ranges, so there are O(points) passes, however
-        /// many tiles.
-        static func passes(outputs: Int, inputs: Int, tiles: Range<Int>, coefficient: (Int, Int) -> Float,
-                           exists: (Int) -> Range<Int>, limit: (Int) -> Range<Int>, accumulate: Bool = false) -> [RowPass] {
-            var result: [RowPass] = []
-            for o in 0..<outputs {
-                let used = (0..<inputs).filter { coefficient(o, $0) != 0 }
-                let range = limit(o).clamped(to: tiles)
-                var cuts = Set([range.lowerBound, range.upperBound])
-                for k in used {
-                    let e = exists(k).clamped(to: range)
-                    cuts.insert(e.lowerBound); cuts.insert(e.upperBound)
-                }
-                let bounds = cuts.sorted()
-                for (lo, hi) in zip(bounds, bounds.dropFirst()) where lo < hi {
-                    let rows = used.filter { exists($0).contains(lo) }.map { ($0, coefficient(o, $0)) }
-                    result += RowPass.passes(output: o, tiles: lo..<hi, rows: rows, accumulate: accumulate)
-                }
-            }
-            return result
+        if m == 2 {
+            gradInputTransformF23(dzt, channels: channels, ld: ld, images: images, into: dz,
+                                  channelStride: channelStride, imageStride: imageStride)
+        } else {
+            gradInputTransformF43(dzt, channels: channels, ld: ld, images: images, into: dz,
+                                  channelStride: channelStride, imageStride: imageStride)
         }
     }
 }
-
-/// One pass of a linear combination of rows over a range of tiles: for each tile t,
-///
-///     out[t * stride + i] (=, or += when `add`) c0 src[k0 * rowStride + t * sourceStride + i] + ...
-///
-/// for i < count and `rows` (0 to 3) terms, plus the caller's constant (the bias) on the first
-/// pass of an output that is not accumulated. Combinations of more rows are several passes.
-struct RowPass {
-    let output: Int
-    let tiles: Range<Int>
-    let rows: Int
-    let k0: Int, k1: Int, k2: Int
-    let c0: Float, c1: Float, c2: Float
-    let add: Bool
-
-    /// The passes of out (=, or += when `accumulate`) sum_j c_j row_{k_j}, `rows` as (k_j, c_j).
-    static func passes(output: Int, tiles: Range<Int>, rows: [(Int, Float)], accumulate: Bool) -> [RowPass] {
-        if rows.isEmpty {
-            return accumulate ? [] : [RowPass(output: output, tiles: tiles, rows: 0, k0: 0, k1: 0, k2: 0,
-                                              c0: 0, c1: 0, c2: 0, add: false)]
-        }
-        return Swift.stride(from: 0, to: rows.count, by: 3).map { j in
-            let g = Array(rows[j..<min(j + 3, rows.count)])
-            let term = { (k: Int) in k < g.count ? g[k] : (g[0].0, Float(0)) }
-            return RowPass(output: output, tiles: tiles, rows: g.count, k0: term(0).0, k1: term(1).0, k2: term(2).0,
-                           c0: term(0).1, c1: term(1).1, c2: term(2).1, add: accumulate || j > 0)
-        }
-    }
-
-    @inline(__always)
-    func apply(_ src: UnsafePointer<Float>, rowStride: Int, to out: UnsafeMutablePointer<Float>, stride: Int,
-               sourceStride: Int, count n: Int, constant: Float) {
-        let b = add ? 0 : constant
-        let a0 = src + k0 * rowStride, a1 = src + k1 * rowStride, a2 = src + k2 * rowStride
-        // One loop per number of rows, so that each is compiled without the unused ones.
-        switch rows {
-        case 0:
-            for t in tiles { (out + t * stride).update(repeating: b, count: n) }
-        case 1:
-            for t in tiles {
-                let k = t * sourceStride
-                RowPass.combine(1, out + t * stride, n, add: add, b, a0 + k, c0, a1 + k, c1, a2 + k, c2)
-            }
-        case 2:
-            for t in tiles {
-                let k = t * sourceStride
-                RowPass.combine(2, out + t * stride, n, add: add, b, a0 + k, c0, a1 + k, c1, a2 + k, c2)
-            }
-        default:
-            for t in tiles {
-                let k = t * sourceStride
-                RowPass.combine(3, out + t * stride, n, add: add, b, a0 + k, c0, a1 + k, c1, a2 + k, c2)
-            }
-        }
-    }
-
-    /// o[i] (= b +, or +=) c0 s0[i] (+ c1 s1[i] (+ c2 s2[i])) for i < n with `rows` rows, in
-    /// explicit SIMD8 / SIMD4 steps (the compiler leaves the plain loops scalar here: rows are
-    /// short and the pointers may alias).
-    @inline(__always)
-    static func combine(_ rows: Int, _ o: UnsafeMutablePointer<Float>, _ n: Int, add: Bool, _ b: Float,
-                        _ s0: UnsafePointer<Float>, _ c0: Float, _ s1: UnsafePointer<Float>, _ c1: Float,
-                        _ s2: UnsafePointer<Float>, _ c2: Float) {
-        var i = 0
-        while i + 8 <= n {
-            step(SIMD8<Float>.self, rows, o + i, add: add, b, s0 + i, c0, s1 + i, c1, s2 + i, c2)
-            i += 8
-        }
-        if i + 4 <= n {
-            step(SIMD4<Float>.self, rows, o + i, add: add, b, s0 + i, c0, s1 + i, c1, s2 + i, c2)
-            i += 4
-        }
-        while i < n {
-            var v = c0 * s0[i]
-            if rows > 1 { v += c1 * s1[i] }
-            if rows > 2 { v += c2 * s2[i] }
-            o[i] = add ? o[i] + v : b + v
-            i += 1
-        }
-    }
-
-    /// One vector of `combine`: o[0..<V.scalarCount] from the rows, unaligned loads and stores.
-    @inline(__always)
-    private static func step<V: SIMD>(_: V.Type, _ rows: Int, _ o: UnsafeMutablePointer<Float>, add: Bool, _ b: Float,
-                                      _ s0: UnsafePointer<Float>, _ c0: Float, _ s1: UnsafePointer<Float>, _ c1: Float,
-                                      _ s2: UnsafePointer<Float>, _ c2: Float) where V.Scalar == Float {
-        @inline(__always) func load(_ p: UnsafePointer<Float>) -> V { UnsafeRawPointer(p).loadUnaligned(as: V.self) }
-        var v = V(repeating: c0) * load(s0)
-        if rows > 1 { v += V(repeating: c1) * load(s1) }
-        if rows > 2 { v += V(repeating: c2) * load(s2) }
-        v += add ? load(o) : V(repeating: b)
-        UnsafeMutableRawPointer(o).storeBytes(of: v, as: V.self)
-    }
-}
-
-@inline(__always) private func floorDiv(_ a: Int, _ b: Int) -> Int { a >= 0 ? a / b : -((-a + b - 1) / b) }
-@inline(__always) private func ceilDiv(_ a: Int, _ b: Int) -> Int { -floorDiv(-a, b) }
