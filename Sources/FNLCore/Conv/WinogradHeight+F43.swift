@@ -1,6 +1,7 @@
 /// Winograd F(4, 3) transforms written out (`WinogradHeight` dispatches here when m = 4), in
 /// SIMD8 steps along the row (a last partial step reads and writes only the row's remaining
-/// floats); rows in the padding read as zeros, output rows past the end are not written. With
+/// floats; each step is inlined at both call sites, so that full steps compile to plain
+/// vector loads and stores); rows in the padding read as zeros, output rows past the end are not written. With
 /// the rows d_k = z[4t - ph + k] of tile t (B^T, A^T of `Transform.f43`):
 ///
 ///     Zt_0 = 4 d0 - 5 d2 + d4          Zt_3 = -2 d1 - d2 + 2 d3 + d4
@@ -20,29 +21,25 @@ extension WinogradHeight {
     func inputTransformF43(_ z: UnsafePointer<Float>, channels: Int, channelStride: Int, imageStride: Int,
                            images: Int, into zt: UnsafeMutablePointer<Float>, ld: Int) {
         let w = width, point = channels * ld
-        for c in 0..<channels {
-            for n in 0..<images {
-                let plane = z + c * channelStride + n * imageStride
-                var col = zt + c * ld + n * columnsPerImage
-                for t in 0..<tiles {
-                    let first = 4 * t - padding
-                    let r0 = row(plane, first, w), r1 = row(plane, first + 1, w), r2 = row(plane, first + 2, w)
-                    let r3 = row(plane, first + 3, w), r4 = row(plane, first + 4, w), r5 = row(plane, first + 5, w)
-                    @inline(__always) func step(_ i: Int, _ count: Int) {
-                        @inline(__always) func d(_ r: UnsafePointer<Float>?) -> SIMD8<Float> {
-                            r.map { loadPart($0 + i, count) } ?? .zero
+        // Rows in the padding read a row of zeros.
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: w) { zeros in
+            zeros.initialize(repeating: 0)
+            let zero = UnsafePointer(zeros.baseAddress!)
+            for c in 0..<channels {
+                for n in 0..<images {
+                    let plane = z + c * channelStride + n * imageStride
+                    var col = zt + c * ld + n * columnsPerImage
+                    for t in 0..<tiles {
+                        let first = 4 * t - padding
+                        @inline(__always) func row(_ k: Int) -> UnsafePointer<Float> {
+                            first + k >= 0 && first + k < height ? plane + (first + k) * w : zero
                         }
-                        let (d0, d1, d2, d3, d4, d5) = (d(r0), d(r1), d(r2), d(r3), d(r4), d(r5))
-                        let o = col + i
-                        storePart(4 * d0 - 5 * d2 + d4, o, count)
-                        storePart(d4 + d3 - 4 * (d1 + d2), o + point, count)
-                        storePart(d4 - d3 + 4 * (d1 - d2), o + 2 * point, count)
-                        storePart(d4 - d2 + 2 * (d3 - d1), o + 3 * point, count)
-                        storePart(d4 - d2 + 2 * (d1 - d3), o + 4 * point, count)
-                        storePart(4 * d1 - 5 * d3 + d5, o + 5 * point, count)
+                        let rows = (row(0), row(1), row(2), row(3), row(4), row(5))
+                        var i = 0
+                        while i + 8 <= w { Self.inputStepF43(rows, col, point, i, 8); i += 8 }
+                        if i < w { Self.inputStepF43(rows, col, point, i, w - i) }
+                        col += w
                     }
-                    alongRow(w, step)
-                    col += w
                 }
             }
         }
@@ -69,7 +66,9 @@ extension WinogradHeight {
                         if rows > 2 { storePart(b + sum12 + 4 * sum34, top + 2 * w + i, count) }
                         if rows > 3 { storePart(b + diff12 + 8 * diff34 + m5, top + 3 * w + i, count) }
                     }
-                    alongRow(w, step)
+                    var i = 0
+                    while i + 8 <= w { step(i, 8); i += 8 }
+                    if i < w { step(i, w - i) }
                     m += w
                 }
             }
@@ -99,7 +98,9 @@ extension WinogradHeight {
                         storePart(four2 - eight3, o + 4 * point, count)
                         storePart(g3, o + 5 * point, count)
                     }
-                    alongRow(w, step)
+                    var i = 0
+                    while i + 8 <= w { step(i, 8); i += 8 }
+                    if i < w { step(i, w - i) }
                     col += w
                 }
             }
@@ -112,55 +113,71 @@ extension WinogradHeight {
     func gradInputTransformF43(_ dzt: UnsafePointer<Float>, channels: Int, ld: Int, images: Int,
                                into dz: UnsafeMutablePointer<Float>, channelStride: Int, imageStride: Int) {
         let w = width, point = channels * ld
-        for c in 0..<channels {
-            for n in 0..<images {
-                let plane = dz + c * channelStride + n * imageStride
-                plane.update(repeating: 0, count: height * w)
-                var m = dzt + c * ld + n * columnsPerImage
-                for t in 0..<tiles {
-                    let first = 4 * t - padding
-                    let r0 = row(plane, first, w), r1 = row(plane, first + 1, w), r2 = row(plane, first + 2, w)
-                    let r3 = row(plane, first + 3, w), r4 = row(plane, first + 4, w), r5 = row(plane, first + 5, w)
-                    @inline(__always) func step(_ i: Int, _ count: Int) {
-                        @inline(__always) func p(_ xi: Int) -> SIMD8<Float> { loadPart(m + xi * point + i, count) }
-                        let (m0, m1, m2, m3, m4, m5) = (p(0), p(1), p(2), p(3), p(4), p(5))
-                        let sum12 = m1 + m2, diff21 = m2 - m1, sum34 = m3 + m4, diff34 = m3 - m4
-                        @inline(__always) func add(_ r: UnsafeMutablePointer<Float>?, _ v: SIMD8<Float>) {
-                            if let r { storePart(loadPart(r + i, count) + v, r + i, count) }
+        // Rows in the padding are written to a discarded row.
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: w) { discarded in
+            discarded.initialize(repeating: 0)
+            let sink = discarded.baseAddress!
+            for c in 0..<channels {
+                for n in 0..<images {
+                    let plane = dz + c * channelStride + n * imageStride
+                    plane.update(repeating: 0, count: height * w)
+                    var m = dzt + c * ld + n * columnsPerImage
+                    for t in 0..<tiles {
+                        let first = 4 * t - padding
+                        @inline(__always) func row(_ k: Int) -> UnsafeMutablePointer<Float> {
+                            first + k >= 0 && first + k < height ? plane + (first + k) * w : sink
                         }
-                        add(r0, 4 * m0)
-                        add(r1, 4 * (diff21 + m5) - 2 * diff34)
-                        add(r2, -5 * m0 - 4 * sum12 - sum34)
-                        add(r3, 2 * diff34 - diff21 - 5 * m5)
-                        add(r4, m0 + sum12 + sum34)
-                        add(r5, m5)
+                        let rows = (row(0), row(1), row(2), row(3), row(4), row(5))
+                        var i = 0
+                        while i + 8 <= w { Self.gradInputStepF43(m, point, rows, i, 8); i += 8 }
+                        if i < w { Self.gradInputStepF43(m, point, rows, i, w - i) }
+                        m += w
                     }
-                    alongRow(w, step)
-                    m += w
                 }
             }
         }
     }
 
-    /// Row h (of `width` floats) of a plane, or nil outside 0..<height (zero padding).
+    /// One step of `inputTransformF43`: floats i..<i+count of the six input rows to the six
+    /// transformed points (`point` floats apart from out).
     @inline(__always)
-    private func row(_ plane: UnsafePointer<Float>, _ h: Int, _ w: Int) -> UnsafePointer<Float>? {
-        h >= 0 && h < height ? plane + h * w : nil
+    private static func inputStepF43(_ r: (UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>,
+                                           UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>),
+                                     _ out: UnsafeMutablePointer<Float>, _ point: Int, _ i: Int, _ count: Int) {
+        let d0 = loadPart(r.0 + i, count), d1 = loadPart(r.1 + i, count), d2 = loadPart(r.2 + i, count)
+        let d3 = loadPart(r.3 + i, count), d4 = loadPart(r.4 + i, count), d5 = loadPart(r.5 + i, count)
+        let o = out + i
+        storePart(4 * d0 - 5 * d2 + d4, o, count)
+        storePart(d4 + d3 - 4 * (d1 + d2), o + point, count)
+        storePart(d4 - d3 + 4 * (d1 - d2), o + 2 * point, count)
+        storePart(d4 - d2 + 2 * (d3 - d1), o + 3 * point, count)
+        storePart(d4 - d2 + 2 * (d1 - d3), o + 4 * point, count)
+        storePart(4 * d1 - 5 * d3 + d5, o + 5 * point, count)
     }
 
+    /// One step of `gradInputTransformF43`: floats i..<i+count of the six points (`point`
+    /// floats apart from src) added to the six rows, in row order (rows 4 and 5 of a tile are
+    /// rows 0 and 1 of the next).
     @inline(__always)
-    private func row(_ plane: UnsafeMutablePointer<Float>, _ h: Int, _ w: Int) -> UnsafeMutablePointer<Float>? {
-        h >= 0 && h < height ? plane + h * w : nil
+    private static func gradInputStepF43(_ src: UnsafePointer<Float>, _ point: Int,
+                                         _ r: (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>,
+                                               UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>,
+                                               UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>),
+                                         _ i: Int, _ count: Int) {
+        let m0 = loadPart(src + i, count), m1 = loadPart(src + point + i, count)
+        let m2 = loadPart(src + 2 * point + i, count), m3 = loadPart(src + 3 * point + i, count)
+        let m4 = loadPart(src + 4 * point + i, count), m5 = loadPart(src + 5 * point + i, count)
+        let sum12 = m1 + m2, diff21 = m2 - m1, sum34 = m3 + m4, diff34 = m3 - m4
+        @inline(__always) func add(_ row: UnsafeMutablePointer<Float>, _ v: SIMD8<Float>) {
+            storePart(loadPart(row + i, count) + v, row + i, count)
+        }
+        add(r.0, 4 * m0)
+        add(r.1, 4 * (diff21 + m5) - 2 * diff34)
+        add(r.2, -5 * m0 - 4 * sum12 - sum34)
+        add(r.3, 2 * diff34 - diff21 - 5 * m5)
+        add(r.4, m0 + sum12 + sum34)
+        add(r.5, m5)
     }
-}
-
-/// step(i, 8) for the full vectors of a row of `width` floats, then step(i, rest) for a last
-/// partial one (each inlined: the full steps compile to plain vector loads and stores).
-@inline(__always)
-func alongRow(_ width: Int, _ step: (Int, Int) -> Void) {
-    var i = 0
-    while i + 8 <= width { step(i, 8); i += 8 }
-    if i < width { step(i, width - i) }
 }
 
 /// The first `count` (1...8) floats at p as a vector (the other lanes zero).
