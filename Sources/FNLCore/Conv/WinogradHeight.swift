@@ -66,16 +66,16 @@ public struct WinogradHeight {
                  0, 1, 1, 4, 4, 0,
                  0, 1, -1, 8, -8, 1])
 
-        /// F(4, 3) where it was measured faster: at least 16 output rows, products of
-        /// `outRows` x `inRows` with inRows >= 128 and outRows >= 64, and fewer products than
-        /// F(2, 3). Elsewhere its larger transforms (3 to 5 rows per transformed row, against 1
-        /// to 3) cost about what the quarter of the multiplications saves. Measured fwd+bwd on
-        /// the 2-core EPYC, F(4, 3) over F(2, 3): dense C=64 (64 x 192 products) H=W=16 and 32
-        /// 1.10x-1.16x at 1 thread, 0.93x-1.15x at 2; low-rank r = C = 64 (64 x 64) H=W=16 and
-        /// 32 0.96x-1.00x; H=W=8 0.86x-0.98x; C=16 H=W=32 0.82x-0.95x.
+        /// F(4, 3) wherever it needs fewer products than F(2, 3) (3, 4, 7, 8, 11, 12, ...
+        /// output rows), else F(2, 3). Measured on the AVX2 EPYC with the written-out SIMD
+        /// transforms of both, F(4, 3) over F(2, 3) (median of 5 alternations, 1 thread, k=3,
+        /// pad 1), forward / backward: dense C=16 H=W=32 1.26x / 0.99x, C=64 H=W=8 1.48x / 1.25x,
+        /// H=W=16 1.35x / 1.17x, N=64 H=W=32 1.29x / 1.09x (2 threads: 1.31-1.36x / 1.03-1.27x);
+        /// low-rank products r = 5...64 at the same shapes 0.99x-1.19x / 1.01x-1.18x. (`outRows`
+        /// and `inRows` are the sizes of the products; no threshold on them was needed.)
         public static func preferred(outHeight: Int, outRows: Int, inRows: Int) -> Transform {
             let f2 = f23.points * ((outHeight + 1) / 2), f4 = f43.points * ((outHeight + 3) / 4)
-            return outHeight >= 16 && inRows >= 128 && outRows >= 64 && f4 < f2 ? f43 : f23
+            return f4 < f2 ? f43 : f23
         }
     }
 
