@@ -328,7 +328,10 @@ def test_thread_counts_agree(batch):
     """The batch is split over min(threads, batch) workers, each with its own partial kernel
     gradients added in worker order: 1, 2, 3 and 5 threads give the same results to float
     rounding, on the fused path (direct stages; products with plain and transposed stage 1,
-    saved intermediate), the compose path and the dense kernel."""
+    saved intermediate), the compose path and the dense kernel. The tolerance is that of the
+    Winograd F(4, 3) height form these shapes take (as in `test_winograd_f43_height_forms`):
+    the chunks a thread count gives change the products' summation order, and its transforms
+    scale values by up to 10."""
     rng = np.random.default_rng(11)
     x = rand(rng, batch, 8, 20, 18)
     U, V = rand(rng, 8 * 3, 5), rand(rng, 8 * 3, 5)
@@ -363,7 +366,7 @@ def test_thread_counts_agree(batch):
         fnl.set_num_threads(before)
     for t in (2, 3, 5):
         for i, (a, e) in enumerate(zip(out[t], out[1])):
-            close(a, e, rtol=1e-5, what=f"output {i}, {t} threads vs 1")
+            close(a, e, rtol=5e-5, what=f"output {i}, {t} threads vs 1")
 
 
 def test_finite_differences_tiny():
