@@ -19,6 +19,13 @@
 /// stages, forward / backward: N=128 C=16 H=W=32 r=5 1.71x / 1.71x, r=16 2.27x / 1.45x;
 /// N=128 C=64 H=W=8 r=19 1.47x / 1.18x, r=64 1.34x / 1.11x; H=W=16 r=19 1.35x / 1.24x,
 /// r=64 1.23x-1.33x / 0.97x-1.08x; N=64 C=64 H=W=32 r=19 1.18x / 1.09x, r=64 1.04x / 1.06x.
+///
+/// Tried and not taken (branch experiment/direct-winograd): the kh x 1 stage by Winograd
+/// F(4, 3) inside this path, its products run by these kernels as 1 x 1 convolutions over a
+/// chunk's transformed columns. The products took 0.56x the time of the direct stage, as
+/// expected, but the transforms (memory-bound passes over 1.5x the data) took ~11% of the
+/// fwd+bwd time and the chunked z displaced the other stages' data from L2: fwd+bwd measured
+/// 0.87x-0.92x at C=64 H=W=8 and 1.07x-1.10x at H=W=16 (r = 64, 1 thread), and slower at r = 19.
 extension LowRankConv {
     struct DirectStages {
         /// x planes (H x W) -> z planes (H x outW).
