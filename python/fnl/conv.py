@@ -155,9 +155,9 @@ def conv2d(
     (N, C_out, H_out, W_out). Computed by lowering chunks of the batch (im2col) into one
     matrix product each (OpenBLAS sgemm), the batch split over the engine's threads. For
     kh = 3 with height stride and dilation 1 (and C_in*kw >= 8) the input is lowered along
-    the width only and the three height taps run as Winograd F(2, 3): four products per two
-    output rows instead of six (F(4, 3), six per four rows instead of twelve, for at least 16
-    output rows when C_out >= 64 and C_in*kw >= 128).
+    the width only and the three height taps run as Winograd F(4, 3): six products per four
+    output rows instead of twelve (F(2, 3), four per two rows instead of six, for 1, 2, 5 or 6
+    output rows, where it needs fewer products).
     """
     fn = "conv2d"
     opts = _options(fn, stride, padding, dilation, groups)
@@ -225,9 +225,9 @@ def lowrank_conv2d(
     a 1 x kw convolution (C_in -> r channels; width stride/padding/dilation) followed by a
     kh x 1 convolution (r -> C_out; height options), in one engine call, at
     2 N r (H W_out C_in kw + H_out W_out kh C_out) flops instead of
-    2 N H_out W_out C_out C_in kh kw (the kh x 1 stage by Winograd F(2, 3), 2/3 of its
-    multiplications, when kh = 3 with height stride and dilation 1 and r >= 8; by F(4, 3),
-    1/2, for at least 16 output rows when C_out >= 64 and r >= 128). When forming
+    2 N H_out W_out C_out C_in kh kw (where the stages run as matrix products, the kh x 1
+    stage by Winograd F(4, 3), 1/2 of its multiplications, when kh = 3 with height stride and
+    dilation 1 and r >= 8; by F(2, 3), 2/3, for 1, 2, 5 or 6 output rows). When forming
     K first is cheaper by that count (large or overcomplete ranks), the engine composes and
     runs the dense convolution instead; both paths agree to float32 rounding.
     """

@@ -15,8 +15,9 @@ import Darwin
 ///     dK = sum over chunks of G L^T,   dx = lift(K^T G),   dbias[o] = sum_{n, p} G[n, o, p].
 ///
 /// For kh = 3 with height stride and dilation 1 (and c_in*kw >= 8) the height taps run as
-/// Winograd F(2, 3) or F(4, 3) instead (`DenseConv+Winograd.swift`; F(2, 3) measured 1.2x-1.5x
-/// faster fwd+bwd at ResNet shapes, F(4, 3) 1.1x-1.16x faster again where it is chosen). The
+/// Winograd F(4, 3) or F(2, 3) instead (`DenseConv+Winograd.swift`; F(2, 3) measured 1.2x-1.5x
+/// faster fwd+bwd than the lowering at ResNet shapes, F(4, 3) 1.26x-1.48x faster forward and
+/// 0.99x-1.27x backward again, `WinogradHeight.Transform.preferred`). The
 /// batch is split over the engine's workers (`BatchSplit`).
 public enum DenseConv {
     public struct Plan {
