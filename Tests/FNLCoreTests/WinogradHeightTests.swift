@@ -15,7 +15,7 @@ final class WinogradHeightTests: XCTestCase {
         for tile in [2, 4] { for height in Array(1...9) + [16] { for padding in 0...2 { for width in [1, 5, 8, 13] {
             guard height + 2 * padding >= 3 else { continue }
             let axis = try ConvAxis(size: height, kernel: 3, stride: 1, padding: padding, dilation: 1, name: "height")
-            let wino = WinogradHeight(axis, width: width, outRows: 4, inRows: 4, tile: tile)
+            let wino = WinogradHeight(axis, width: width, tile: tile)
             let f = wino.transform, m = f.m, p = f.points, tiles = wino.tiles
             let channels = 3, images = 2, plane = height * width, outPlane = axis.output * width
             let channelStride = images * plane + 3, imageStride = plane + 1

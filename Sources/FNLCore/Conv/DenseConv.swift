@@ -46,7 +46,7 @@ public enum DenseConv {
             let rowsL = lowering.rowCount, rowsW = g.cIn * g.kw
             let use = allowed ?? (rowsW >= WinogradHeight.minimumRank)
             let candidate = use && WinogradHeight.applies(g.h)
-                ? WinogradHeight(g.h, width: g.w.output, outRows: g.cOut, inRows: rowsW, tile: winogradTile) : nil
+                ? WinogradHeight(g.h, width: g.w.output, tile: winogradTile) : nil
             let wino = candidate.flatMap { $0.fits(rows: max(rowsW, g.cOut)) ? $0 : nil }
             winograd = wino
             let midPlane = g.h.size * g.w.output

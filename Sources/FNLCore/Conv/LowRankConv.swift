@@ -113,7 +113,7 @@ public enum LowRankConv {
                 let r0 = ranks[s]
                 let use = allowed ?? (r0 >= WinogradHeight.minimumRank)
                 var wino = use && WinogradHeight.applies(g.h)
-                    ? WinogradHeight(g.h, width: g.w.output, outRows: g.cOut, inRows: r0, tile: winogradTile) : nil
+                    ? WinogradHeight(g.h, width: g.w.output, tile: winogradTile) : nil
                 if let w = wino, !w.fits(rows: max(r0, g.cOut)) { wino = nil }
                 winograd = wino
                 let r = ranks[s], tiled = wino?.columnsPerImage ?? 0

@@ -71,9 +71,10 @@ public struct WinogradHeight {
         /// transforms of both, F(4, 3) over F(2, 3) (median of 5 alternations, 1 thread, k=3,
         /// pad 1), forward / backward: dense C=16 H=W=32 1.26x / 0.99x, C=64 H=W=8 1.48x / 1.25x,
         /// H=W=16 1.35x / 1.17x, N=64 H=W=32 1.29x / 1.09x (2 threads: 1.31-1.36x / 1.03-1.27x);
-        /// low-rank products r = 5...64 at the same shapes 0.99x-1.19x / 1.01x-1.18x. (`outRows`
-        /// and `inRows` are the sizes of the products; no threshold on them was needed.)
-        public static func preferred(outHeight: Int, outRows: Int, inRows: Int) -> Transform {
+        /// low-rank products r = 5...64 at the same shapes 0.99x-1.19x / 1.01x-1.18x. (The
+        /// rule measured before, with generic row transforms, also asked for at least 16
+        /// output rows and products of at least 64 x 128.)
+        public static func preferred(outHeight: Int) -> Transform {
             let f2 = f23.points * ((outHeight + 1) / 2), f4 = f43.points * ((outHeight + 3) / 4)
             return f4 < f2 ? f43 : f23
         }
@@ -98,14 +99,13 @@ public struct WinogradHeight {
         axis.kernel == 3 && axis.stride == 1 && axis.dilation == 1 && axis.output >= 1
     }
 
-    /// `tile`: 2 or 4 forces F(2, 3) or F(4, 3); nil takes `Transform.preferred` for products
-    /// of `outRows` x `inRows` (c_out x r).
-    public init(_ axis: ConvAxis, width: Int, outRows: Int, inRows: Int, tile: Int? = nil) {
+    /// `tile`: 2 or 4 forces F(2, 3) or F(4, 3); nil takes `Transform.preferred`.
+    public init(_ axis: ConvAxis, width: Int, tile: Int? = nil) {
         height = axis.size; outHeight = axis.output; padding = axis.padding; self.width = width
         switch tile {
         case 2?: transform = .f23
         case 4?: transform = .f43
-        default: transform = .preferred(outHeight: axis.output, outRows: outRows, inRows: inRows)
+        default: transform = .preferred(outHeight: axis.output)
         }
     }
 
