@@ -127,6 +127,57 @@ final class ConvLowRankTests: XCTestCase {
         XCTAssertGreaterThan(checked, 150)
     }
 
+    /// The direct path with its kh x 1 stage by Winograd (`LowRankConv+DirectWinograd.swift`,
+    /// forced on at small ranks) equals the direct kh x 1 stage and the direct convolution:
+    /// F(2, 3) and F(4, 3), heights 1...9 and 16 (partial last tiles), height paddings 0...2,
+    /// widths 1, 5 and 13 (rows shorter than a vector, a full and a partial one) with kw = 1 and
+    /// 3, batches 1 and 3 (3 in chunks of 2: kernel-gradient sums over a partial last chunk),
+    /// 1 to 3 workers, chains with and without a middle matrix, with and without the saved
+    /// intermediate.
+    func testDirectWinogradMatchesDirect() throws {
+        var rng = ConvRandom(31)
+        var checked = 0
+        for height in Array(1...9) + [16] { for ph in 0...2 { for width in [1, 5, 13] { for batch in [1, 3] {
+            let (kw, pw) = (height + width) % 2 == 0 ? (3, 1) : (1, 0)
+            guard height + 2 * ph >= 3 else { continue }
+            let g = try ConvGeometry(batch: batch, cIn: 3, height: height, width: width, cOut: 4, kh: 3, kw: kw,
+                                     stride: (1, 1), padding: (ph, pw), dilation: (1, 1))
+            for ranks in [[2], [6, 3]] {
+                let f = factors(g, ranks, &rng)
+                let x = rng.array(g.inputCount), gy = rng.array(g.outputCount), bias = rng.array(g.cOut)
+                var yR = naiveConv(x, f.kernel(g, ranks), g)
+                for i in 0..<yR.count { yR[i] += Double(bias[(i / g.outPlane) % g.cOut]) }
+                let tile = 2 + 2 * (checked % 2), workers = 1 + checked % 3, saved = checked % 4 < 2
+                let chunk = batch == 3 ? 2 : 0
+                let wino = try LowRankConv.Plan(g, ranks: ranks, path: .fused, chunkImages: chunk, workers: workers,
+                                                winogradTile: tile, directWinograd: true)
+                let direct = try LowRankConv.Plan(g, ranks: ranks, path: .fused, chunkImages: chunk, workers: workers,
+                                                  directWinograd: false)
+                XCTAssertTrue(wino.usesDirectWinograd)
+                XCTAssertFalse(direct.usesDirectWinograd)
+                let a = try run(wino, f, x, bias, gy, saved: saved), b = try run(direct, f, x, bias, gy, saved: saved)
+                assertRunsAgree(a, b, reference: yR, "\(g) ranks \(ranks) workers \(workers) saved \(saved) F(\(tile), 3)")
+                checked += 1
+            }
+        } } } }
+        XCTAssertGreaterThan(checked, 300)
+    }
+
+    /// By default the direct path takes the Winograd kh x 1 stage for r and c_out >= 32 with
+    /// kh = 3 and height stride and dilation 1, and not below or for other kernels.
+    func testDirectWinogradDefault() throws {
+        func plan(_ c: Int, _ r: Int, kh: Int = 3) throws -> LowRankConv.Plan {
+            let g = try ConvGeometry(batch: 2, cIn: c, height: 8, width: 8, cOut: c, kh: kh, kw: 3,
+                                     stride: (1, 1), padding: (kh / 2, 1), dilation: (1, 1))
+            return try LowRankConv.Plan(g, ranks: [r], path: .fused)
+        }
+        XCTAssertTrue(try plan(64, 64).usesDirectWinograd)
+        XCTAssertTrue(try plan(32, 32).usesDirectWinograd)
+        XCTAssertFalse(try plan(64, 19).usesDirectWinograd)
+        XCTAssertFalse(try plan(16, 32).usesDirectWinograd)
+        XCTAssertFalse(try plan(64, 64, kh: 5).usesDirectWinograd)
+    }
+
     /// Stage 2 by Winograd F(2, 3) and F(4, 3) equals the lowered stage 2 and the direct
     /// convolution, over heights 1...9 (partial last tiles), paddings 0...2, widths 1, 5 and 13
     /// (rows shorter than a vector of 8, one full vector and a partial one),

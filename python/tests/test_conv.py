@@ -323,6 +323,37 @@ def test_lowrank_direct_stages(n, c, o, h, w, k, p, r):
         close(got["bias"], want["bias"], what="dbias")
 
 
+@pytest.mark.parametrize("n,c,o,h,w,k,p,r", [
+    (1, 8, 32, 8, 8, (3, 3), 1, 32), (3, 5, 33, 9, 13, (3, 3), (0, 1), 40), (2, 4, 40, 16, 5, (3, 1), (2, 0), 33),
+    (1, 3, 32, 3, 9, (3, 5), (1, 2), 32), (5, 6, 36, 7, 7, (3, 3), 1, 48), (2, 7, 34, 1, 11, (3, 3), (1, 1), 35),
+])
+def test_lowrank_direct_winograd_stage(n, c, o, h, w, k, p, r):
+    """With r and C_out >= 32 and a 3 x 1 height stage, the direct path runs that stage by
+    Winograd F(4, 3) (F(2, 3) for 1, 2, 5 or 6 output rows): forward and every gradient
+    against the float64 reference, with the intermediate saved or recomputed, at 1 and 2
+    threads (batches split over workers and chunks; planes of one row up to 16 rows)."""
+    rng = np.random.default_rng(7000 + n * 100 + h * 10 + r)
+    case = (n, c, o, h, w, k, 1, p, 1)
+    x, U, V, middle, b = lowrank_inputs(rng, case, [r], True)
+    kw = dict(padding=p, bias=b)
+    want_y = ref.lowrank_conv2d(x, U, V, k, 1, p, 1, b, None)
+    g = rand(rng, *want_y.shape)
+    want = ref.lowrank_conv2d_backward(g, x, U, V, k, 1, p, 1, None)
+    before = fnl.get_num_threads()
+    try:
+        for threads in (1, 2):
+            fnl.set_num_threads(threads)
+            y, z = conv.lowrank_conv2d_forward(x, U, V, k, _path="fused", **kw)
+            close(y, want_y, rtol=5e-5, what=f"y {threads} threads")
+            for saved in (z, None):
+                got = conv.lowrank_conv2d_backward(g, x, U, V, k, _path="fused", intermediate=saved, **kw)
+                for name in ("x", "U", "V"):
+                    close(got[name], want[name], rtol=5e-5, what=f"d{name} {threads} threads")
+                close(got["bias"], want["bias"], what=f"dbias {threads} threads")
+    finally:
+        fnl.set_num_threads(before)
+
+
 @pytest.mark.parametrize("batch", [1, 6, 7])
 def test_thread_counts_agree(batch):
     """The batch is split over min(threads, batch) workers, each with its own partial kernel

@@ -217,19 +217,24 @@ public struct AxisConv {
     /// One image: input channel c's plane starts at input + c * inStride (rows x cols,
     /// contiguous rows), output channel o's plane at output + o * outStride (outRows x outCols).
     /// Overwrites the output (adds bias[o] when given). `packed` comes from `pack`.
+    /// `inPlace`: a 1 x 1 convolution of one line (kernel 1, padding 0, one row on .width)
+    /// reads its input where it is, without the padded copy; each input plane must then be
+    /// readable up to 8 floats (lines shorter than 8 read past their end into lanes that are
+    /// dropped).
     public func forward(_ packed: UnsafePointer<Float>, outChannels: Int, inChannels: Int,
                         input: UnsafePointer<Float>, inStride: Int,
                         output: UnsafeMutablePointer<Float>, outStride: Int,
-                        bias: UnsafePointer<Float>?, scratch: UnsafeMutablePointer<Float>) {
+                        bias: UnsafePointer<Float>?, scratch: UnsafeMutablePointer<Float>, inPlace: Bool = false) {
         let padded = aligned(scratch)
-        copyPadded(input, inChannels: inChannels, inStride: inStride, into: padded)
+        let readsInPlace = inPlace && kernel == 1 && padding == 0 && lineCount == 1
+        if !readsInPlace { copyPadded(input, inChannels: inChannels, inStride: inStride, into: padded) }
         let b = blocks(outChannels)
         let biasBlock = padded + inChannels * paddedPlane
         let paddedOut = 6 * b.wide + 4 * b.narrow
         for o in 0..<paddedOut { biasBlock[o] = o < outChannels ? (bias?[o] ?? 0) : 0 }
         let planes = biasBlock + paddedOut
         let stagePlane = lineCount * 8
-        let x = UnsafePointer(padded)
+        let x = readsInPlace ? input : UnsafePointer(padded)
         forwardVectors.withUnsafeBufferPointer { table in
             let vectors = table.baseAddress!, pairs = table.count / 4
             var wp = packed, o0 = 0
@@ -240,7 +245,8 @@ public struct AxisConv {
                 func target(_ j: Int) -> UnsafeMutablePointer<Float> {
                     forwardTarget(o0 + j, j, outChannels, output, outStride, planes)
                 }
-                let args = ForwardArguments(x: x, channelStride: paddedPlane, channels: inChannels, step: tapStep,
+                let args = ForwardArguments(x: x, channelStride: readsInPlace ? inStride : paddedPlane,
+                                            channels: inChannels, step: tapStep,
                                             weights: wp, bias: UnsafePointer(biasBlock + o0),
                                             vectors: vectors, pairs: pairs)
                 if width == 6 {

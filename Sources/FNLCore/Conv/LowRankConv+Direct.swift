@@ -20,12 +20,34 @@
 /// N=128 C=64 H=W=8 r=19 1.47x / 1.18x, r=64 1.34x / 1.11x; H=W=16 r=19 1.35x / 1.24x,
 /// r=64 1.23x-1.33x / 0.97x-1.08x; N=64 C=64 H=W=32 r=19 1.18x / 1.09x, r=64 1.04x / 1.06x.
 ///
-/// Tried and not taken (branch experiment/direct-winograd): the kh x 1 stage by Winograd
-/// F(4, 3) inside this path, its products run by these kernels as 1 x 1 convolutions over a
-/// chunk's transformed columns. The products took 0.56x the time of the direct stage, as
-/// expected, but the transforms (memory-bound passes over 1.5x the data) took ~11% of the
-/// fwd+bwd time and the chunked z displaced the other stages' data from L2: fwd+bwd measured
-/// 0.87x-0.92x at C=64 H=W=8 and 1.07x-1.10x at H=W=16 (r = 64, 1 thread), and slower at r = 19.
+/// With `Plan.directWinograd` (kh = 3 with height stride and dilation 1, r and c_out >= 32 by
+/// default) the kh x 1 stage, its adjoint and its kernel gradient run by Winograd instead
+/// (`LowRankConv+DirectWinograd.swift`), and the forward pass runs by chunks of images too.
+extension LowRankConv.Plan {
+    /// Workspace parts of the direct forward pass (all workers), nil off the direct path.
+    /// Image by image: z of one image and the scratch; with the Winograd height stage, by
+    /// chunks: z of a chunk (always: the saved intermediate may be absent), the width stage's
+    /// scratch, then the Winograd parts.
+    var directForwardCounts: [Int]? {
+        guard let direct, let split = directSplit else { return nil }
+        let g = geometry
+        guard let dw = directWinograd else {
+            return batchSplit.replicate(direct.workerCounts(g, rank: rank, backward: false, chunk: 1))
+        }
+        return split.replicate([rank * midPlane * split.chunk, direct.width.scratchCount(inChannels: g.cIn, outChannels: rank)]
+                               + dw.workerCounts(cOut: g.cOut, rank: rank, chunk: split.chunk))
+    }
+
+    /// Workspace parts of the direct backward pass (all workers), nil off the direct path:
+    /// z and dz of a chunk, the scratch, then the Winograd parts (placeholders without).
+    var directBackwardCounts: [Int]? {
+        guard let direct, let split = directSplit else { return nil }
+        return split.replicate(direct.workerCounts(geometry, rank: rank, backward: true, chunk: split.chunk)
+                               + (directWinograd?.workerCounts(cOut: geometry.cOut, rank: rank, chunk: split.chunk)
+                                  ?? [1, 1, 1]))
+    }
+}
+
 extension LowRankConv {
     struct DirectStages {
         /// x planes (H x W) -> z planes (H x outW).
@@ -90,12 +112,15 @@ extension LowRankConv {
                               intermediate: UnsafeMutablePointer<Float>?,
                               workspace: UnsafeMutablePointer<Float>?, workspaceCount: Int) throws -> Bool {
         let g = p.geometry, r = p.rank, mid = p.midPlane
+        if let dw = p.directWinograd {
+            return try forwardDirectWinograd(p, d, dw, a: a, bt: bt, x: x, bias: bias, y: y, intermediate: intermediate,
+                                             workspace: workspace, workspaceCount: workspaceCount)
+        }
         return try withScratch([d.width.packedCount(outChannels: r, inChannels: g.cIn),
                                 d.height.packedCount(outChannels: g.cOut, inChannels: r)], "the packed stage kernels") { pk in
             d.width.pack(bt, outChannels: r, inChannels: g.cIn, outStride: p.colsW, inStride: g.kw, tapStride: 1, into: pk[0])
             d.height.pack(a, outChannels: g.cOut, inChannels: r, outStride: g.kh * r, inStride: 1, tapStride: r, into: pk[1])
-            let counts = p.batchSplit.replicate(d.workerCounts(g, rank: r, backward: false, chunk: 1))
-            return try ConvWorkspace.with(counts, external: workspace, externalCount: workspaceCount,
+            return try ConvWorkspace.with(p.forwardCounts, external: workspace, externalCount: workspaceCount,
                                           "the lowrank_conv2d forward pass") { s in
                 p.batchSplit.runCheckingOutput(y, perImage: g.cOut * g.outPlane) { w, n0, nb in
                     let (zbuf, scratch) = (s[3 * w], s[3 * w + 2])
@@ -107,6 +132,36 @@ extension LowRankConv {
                                          output: y + n * g.cOut * g.outPlane, outStride: g.outPlane, bias: bias,
                                          scratch: scratch)
                     }
+                }
+            }
+        }
+    }
+
+    /// Forward pass of the direct fused path with the height stage by Winograd: chunks of
+    /// images, z of a chunk kept for the transform.
+    static func forwardDirectWinograd(_ p: Plan, _ d: DirectStages, _ dw: DirectWinograd, a: UnsafePointer<Float>,
+                                      bt: UnsafePointer<Float>, x: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                                      y: UnsafeMutablePointer<Float>, intermediate: UnsafeMutablePointer<Float>?,
+                                      workspace: UnsafeMutablePointer<Float>?, workspaceCount: Int) throws -> Bool {
+        let g = p.geometry, r = p.rank, mid = p.midPlane
+        guard let split = p.directSplit else { throw FNLError.invalid("internal: the direct forward pass has no batch split") }
+        return try withScratch([d.width.packedCount(outChannels: r, inChannels: g.cIn), dw.points * g.cOut * r,
+                                dw.packedCount(cOut: g.cOut, rank: r)], "the packed stage kernels") { pk in
+            d.width.pack(bt, outChannels: r, inChannels: g.cIn, outStride: p.colsW, inStride: g.kw, tapStride: 1, into: pk[0])
+            dw.transform.kernelTransform(a, cOut: g.cOut, rank: r, into: pk[1])
+            dw.pack(pk[1], cOut: g.cOut, rank: r, transposed: false, into: pk[2])
+            return try ConvWorkspace.with(p.forwardCounts, external: workspace, externalCount: workspaceCount,
+                                          "the lowrank_conv2d forward pass") { s in
+                split.runCheckingOutput(y, perImage: g.cOut * g.outPlane) { w, n0, nb in
+                    let (zbuf, widthScratch, zt, yt, scratch) = (s[5 * w], s[5 * w + 1], s[5 * w + 2], s[5 * w + 3], s[5 * w + 4])
+                    let (z, zs, zi) = intermediate.map { ($0 + n0 * mid, g.batch * mid, mid) } ?? (zbuf, mid, r * mid)
+                    for i in 0..<nb {
+                        d.width.forward(pk[0], outChannels: r, inChannels: g.cIn, input: x + (n0 + i) * g.cIn * g.inPlane,
+                                        inStride: g.inPlane, output: z + i * zi, outStride: zs, bias: nil,
+                                        scratch: widthScratch)
+                    }
+                    dw.forward(pk[2], cOut: g.cOut, rank: r, z: z, channelStride: zs, imageStride: zi, images: nb,
+                               bias: bias, y: y + n0 * g.cOut * g.outPlane, zt: zt, yt: yt, scratch: scratch)
                 }
             }
         }
@@ -124,28 +179,38 @@ extension LowRankConv {
         guard let split = p.directSplit else { throw FNLError.invalid("internal: the direct backward pass has no batch split") }
         let partialsOf = max(split.workers - 1, 1)
         let dACount = g.cOut * kr, dBCount = r * cols
+        let wino = p.directWinograd, ktCount = (wino?.points ?? 0) * g.cOut * r
         try withScratch([intermediate == nil ? d.width.packedCount(outChannels: r, inChannels: g.cIn) : 1,
-                         d.heightAdjoint.packedCount(outChannels: r, inChannels: g.cOut),
+                         wino == nil ? d.heightAdjoint.packedCount(outChannels: r, inChannels: g.cOut) : 1,
                          d.widthAdjoint.packedCount(outChannels: g.cIn, inChannels: r),
-                         partialsOf * dACount, partialsOf * dBCount], "the packed stage kernels") { pk in
+                         partialsOf * dACount, partialsOf * dBCount,
+                         max(1, ktCount), max(1, split.workers * ktCount),
+                         wino?.packedCount(cOut: g.cOut, rank: r) ?? 1], "the packed stage kernels") { pk in
             let (packedWidth, packedHA, packedWA, dAPartials, dBPartials) = (pk[0], pk[1], pk[2], pk[3], pk[4])
+            let (kt, dKt, packedKt) = (pk[5], pk[6], pk[7])
+            if let wino {
+                wino.transform.kernelTransform(a, cOut: g.cOut, rank: r, into: kt)
+                wino.pack(kt, cOut: g.cOut, rank: r, transposed: true, into: packedKt)
+            }
             if intermediate == nil {
                 d.width.pack(bt, outChannels: r, inChannels: g.cIn, outStride: cols, inStride: g.kw, tapStride: 1,
                              into: packedWidth)
             }
-            d.heightAdjoint.pack(a + (g.kh - 1) * r, outChannels: r, inChannels: g.cOut, outStride: 1, inStride: kr,
-                                 tapStride: -r, into: packedHA)
+            if wino == nil {
+                d.heightAdjoint.pack(a + (g.kh - 1) * r, outChannels: r, inChannels: g.cOut, outStride: 1, inStride: kr,
+                                     tapStride: -r, into: packedHA)
+            }
             d.widthAdjoint.pack(bt + (g.kw - 1), outChannels: g.cIn, inChannels: r, outStride: g.kw, inStride: cols,
                                 tapStride: -1, into: packedWA)
-            let counts = split.replicate(d.workerCounts(g, rank: r, backward: true, chunk: split.chunk))
-            try ConvWorkspace.with(counts, external: workspace, externalCount: workspaceCount,
+            try ConvWorkspace.with(p.backwardCounts, external: workspace, externalCount: workspaceCount,
                                    "the lowrank_conv2d backward pass") { s in
                 try withDoubleScratch(BiasAccumulator.scratchCount(channels: g.cOut, split: split),
                                       enabled: dbias != nil, "the bias gradient") { sums in
                     let biasSums = BiasAccumulator(channels: g.cOut, split: split, scratch: sums)
                     let zImage = r * mid, gImage = g.cOut * g.outPlane, xImage = g.cIn * g.inPlane
                     split.run { w, n0, nb in
-                        let (zbuf, dz, scratch) = (s[3 * w], s[3 * w + 1], s[3 * w + 2])
+                        let (zbuf, dz, scratch) = (s[6 * w], s[6 * w + 1], s[6 * w + 2])
+                        let (zt, dyt, wScratch) = (s[6 * w + 3], s[6 * w + 4], s[6 * w + 5])
                         let dAw = w == 0 ? dA : dAPartials + (w - 1) * dACount
                         let dBw = w == 0 ? dBt : dBPartials + (w - 1) * dBCount
                         let first = n0 == split.images(w).lowerBound
@@ -163,14 +228,21 @@ extension LowRankConv {
                                                 scratch: scratch)
                             }
                         }
-                        d.height.weightGradient(gradOutput: gc, outChannels: g.cOut, outStride: g.outPlane,
-                                                input: z, inChannels: r, inStride: zs, into: dAw, dOutStride: kr,
-                                                dInStride: 1, dTapStride: r, accumulate: !first, images: nb,
-                                                gradImageStride: gImage, inputImageStride: zi, scratch: scratch)
-                        for i in 0..<nb {
-                            d.heightAdjoint.forward(packedHA, outChannels: r, inChannels: g.cOut, input: gc + i * gImage,
-                                                    inStride: g.outPlane, output: dz + i * zImage, outStride: mid,
-                                                    bias: nil, scratch: scratch)
+                        if let wino {
+                            wino.backward(packedKt, cOut: g.cOut, rank: r, gradOutput: gc, z: z, channelStride: zs,
+                                          imageStride: zi, images: nb, dKt: dKt + w * ktCount, accumulate: !first,
+                                          dz: dz, dzChannelStride: mid, dzImageStride: zImage, zt: zt, dyt: dyt,
+                                          scratch: wScratch)
+                        } else {
+                            d.height.weightGradient(gradOutput: gc, outChannels: g.cOut, outStride: g.outPlane,
+                                                    input: z, inChannels: r, inStride: zs, into: dAw, dOutStride: kr,
+                                                    dInStride: 1, dTapStride: r, accumulate: !first, images: nb,
+                                                    gradImageStride: gImage, inputImageStride: zi, scratch: scratch)
+                            for i in 0..<nb {
+                                d.heightAdjoint.forward(packedHA, outChannels: r, inChannels: g.cOut, input: gc + i * gImage,
+                                                        inStride: g.outPlane, output: dz + i * zImage, outStride: mid,
+                                                        bias: nil, scratch: scratch)
+                            }
                         }
                         d.width.weightGradient(gradOutput: dz, outChannels: r, outStride: mid, input: xc,
                                                inChannels: g.cIn, inStride: g.inPlane, into: dBw, dOutStride: cols,
@@ -182,7 +254,12 @@ extension LowRankConv {
                                                    bias: nil, scratch: scratch)
                         }
                     }
-                    split.reduce(dAPartials, count: dACount, into: dA)
+                    if let wino {
+                        split.reduce(dKt + ktCount, count: ktCount, into: dKt)
+                        wino.transform.kernelGradientTransform(dKt, cOut: g.cOut, rank: r, into: dA)
+                    } else {
+                        split.reduce(dAPartials, count: dACount, into: dA)
+                    }
                     split.reduce(dBPartials, count: dBCount, into: dBt)
                     if let dbias { biasSums.write(dbias) }
                 }

@@ -58,16 +58,24 @@ public enum LowRankConv {
         let direct: DirectStages?
         /// Whether the fused path runs its stages as direct convolutions.
         public var usesDirectStages: Bool { direct != nil }
-        /// The batch split of the direct backward pass (its own chunk: `DirectStages.chunkFloats`).
+        /// The batch split of the direct path's chunks (the backward pass, and the forward pass
+        /// with `directWinograd`; its own chunk size: `DirectStages.chunkFloats`).
         let directSplit: BatchSplit?
+        /// The kh x 1 stage of the direct path by Winograd (`DirectWinograd`), else nil.
+        let directWinograd: DirectWinograd?
+        /// Whether the direct stages run the kh x 1 stage by Winograd.
+        public var usesDirectWinograd: Bool { directWinograd != nil }
 
         /// `winograd`: nil chooses (Winograd where it applies and r >= `WinogradHeight.minimumRank`);
         /// true or false forces it where it applies, or the lowered stage 2 (tests compare the two).
         /// `winogradTile`: 2 or 4 forces F(2, 3) or F(4, 3), nil takes `WinogradHeight.Transform.preferred`.
         /// The direct stages are taken where they apply (on `.auto` only on 8-lane FMA builds)
-        /// unless `path` is `.fusedProducts` or `winograd` is true.
+        /// unless `path` is `.fusedProducts` or `winograd` is true. `directWinograd`: nil
+        /// chooses (`DirectWinograd.preferred`), true or false forces it where it applies or
+        /// the direct kh x 1 stage (tests).
         public init(_ g: ConvGeometry, ranks: [Int], path requested: Path = .auto, chunkImages: Int = 0,
-                    workers: Int = Threads.count, winograd allowed: Bool? = nil, winogradTile: Int? = nil) throws {
+                    workers: Int = Threads.count, winograd allowed: Bool? = nil, winogradTile: Int? = nil,
+                    directWinograd allowedDirectWinograd: Bool? = nil) throws {
             try require(!ranks.isEmpty && ranks.count <= 65, "the chain must have 1..65 ranks, got \(ranks.count)")
             for (j, r) in ranks.enumerated() {
                 try require(r >= 1 && r <= ConvAxis.limit, "rank r_\(j) must be in 1..\(ConvAxis.limit), got \(r)")
@@ -99,9 +107,26 @@ public enum LowRankConv {
             let direct = path == .fused && requested != .fusedProducts && allowed != true
                 && (requested == .fused || DirectStages.preferred) ? DirectStages(g) : nil
             self.direct = direct
-            directSplit = direct != nil
-                ? BatchSplit(batch: g.batch, perImage: 2 * max(1, rank * g.h.size * g.w.output), forcedChunk: chunkImages,
-                             workers: workers, chunkFloats: DirectStages.chunkFloats) : nil
+            // Chunks of the direct path: z and dz, and the transformed matrices with the
+            // Winograd stage (dropped if a chunk's matrices would not fit).
+            let rMid = rank
+            func directChunks(_ w: DirectWinograd?) -> BatchSplit {
+                let perImage = ConvWorkspace.saturatingSumOfProducts(
+                    [[2, max(1, rMid), g.h.size, g.w.output]]
+                    + (w.map { [[$0.points, rMid + g.cOut, $0.transform.columnsPerImage]] } ?? []))
+                return BatchSplit(batch: g.batch, perImage: perImage, forcedChunk: chunkImages, workers: workers,
+                                  chunkFloats: DirectStages.chunkFloats)
+            }
+            var directWinograd = direct != nil
+                && (allowedDirectWinograd ?? DirectWinograd.preferred(rank: rMid, cOut: g.cOut))
+                ? DirectWinograd(g, tile: winogradTile) : nil
+            var split = direct != nil ? directChunks(directWinograd) : nil
+            if let w = directWinograd, let chunks = split, !w.fits(images: chunks.chunk, rows: max(rMid, g.cOut)) {
+                directWinograd = nil
+                split = directChunks(nil)
+            }
+            self.directWinograd = directWinograd
+            directSplit = split
             if path == .compose {
                 let d = try DenseConv.Plan(g, chunkImages: chunkImages, workers: workers)
                 dense = d
@@ -219,14 +244,12 @@ public enum LowRankConv {
         var fusedCountsAllWorkers: [Int] { batchSplit.replicate(fusedWorkerCounts) }
         /// Floats of workspace of the forward pass.
         public var forwardCounts: [Int] {
-            if let direct { return batchSplit.replicate(direct.workerCounts(geometry, rank: rank, backward: false, chunk: 1)) }
+            if let counts = directForwardCounts { return counts }
             return dense?.forwardCounts ?? fusedCountsAllWorkers
         }
         /// Floats of workspace of the backward pass.
         public var backwardCounts: [Int] {
-            if let direct, let split = directSplit {
-                return split.replicate(direct.workerCounts(geometry, rank: rank, backward: true, chunk: split.chunk))
-            }
+            if let counts = directBackwardCounts { return counts }
             return dense?.backwardCounts ?? fusedCountsAllWorkers
         }
         public var forwardWorkspace: Int { (try? ConvWorkspace.total(forwardCounts)) ?? Int.max }
