@@ -9,8 +9,9 @@ Shapes are ResNet-typical (k=3, padding 1, c_out = c_in = C), at rank-scale s = 
               1 x kw stage's output z is kept for the backward pass, as a layer does and as
               torch's autograd keeps the input of its second conv; one fnl.ConvWorkspace reused.
               The path is the engine's choice: "fused" runs both stages as direct convolutions
-              here (stride 1, padding 1 <= k - 1, an AVX2/FMA build), "compose" the dense conv
-              of the composed kernel
+              here (stride 1, padding 1 <= k - 1, an AVX2/FMA build; the 3 x 1 stage by
+              Winograd F(4, 3) when r and C_out >= 32), "compose" the dense conv of the
+              composed kernel
   fnl dense   fnl.conv2d + fnl.conv2d_backward
   torch 2conv torch conv2d with a (r, c_in, 1, kw) kernel then a (c_out, r, kh, 1) kernel,
               forward + autograd backward (gradients of x and both kernels)

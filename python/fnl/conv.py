@@ -29,10 +29,11 @@ running its own images end to end with single-threaded OpenBLAS and its own part
 gradients, added in worker order afterwards, so results agree across thread counts to float32
 rounding. The fused low-rank convolution runs its two stages as direct one-dimensional
 convolutions (register-blocked SIMD kernels, no lowering) where both axes have stride 1,
-dilation 1 and padding <= kernel - 1 on an engine built for AVX2 + FMA; otherwise, and for the
-dense convolution, each stage is lowered ("im2col") per chunk of images into a channel-major
-matrix and multiplied by OpenBLAS sgemm, with Winograd F(2, 3) or F(4, 3) along the height for
-3-tap height kernels of stride 1.
+dilation 1 and padding <= kernel - 1 on an engine built for AVX2 + FMA, its 3-tap height stage
+by Winograd F(4, 3) (the same kernels multiplying the transformed matrices) when r and C_out
+are at least 32; otherwise, and for the dense convolution, each stage is lowered ("im2col")
+per chunk of images into a channel-major matrix and multiplied by OpenBLAS sgemm, with
+Winograd F(4, 3) or F(2, 3) along the height for 3-tap height kernels of stride 1.
 """
 from __future__ import annotations
 
