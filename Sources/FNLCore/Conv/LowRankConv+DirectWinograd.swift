@@ -36,8 +36,13 @@ extension LowRankConv {
 
         var points: Int { transform.points }
 
-        /// Leading dimension of the transformed matrices of a chunk of `images` images.
-        func ld(images: Int) -> Int { let v = (images * transform.columnsPerImage + 7) / 8; return 8 * (v % 2 == 0 ? v + 1 : v) }
+        /// Leading dimension of the transformed matrices of a chunk of `images` images: the
+        /// columns rounded up to an odd number of 8-float groups, so that the rows of a matrix
+        /// do not all fall in the same cache sets.
+        func ld(images: Int) -> Int {
+            let groups = (images * transform.columnsPerImage + 7) / 8
+            return 8 * (groups % 2 == 0 ? groups + 1 : groups)
+        }
 
         /// Whether the transformed matrices of chunks of `images` images with up to `rows`
         /// channels have sizes that fit in Int32 (the products' planes) without overflow.
