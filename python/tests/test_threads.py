@@ -184,7 +184,16 @@ def conv_workload(seed: int):
         d = fnl.conv2d_backward(np.cos(y), x, K, padding=1)
         return [y, d["x"], d["K"]]
 
-    return [lowrank, dense]
+    # r = C_out = 32: the direct path's 3 x 1 stage by Winograd, chunks of images per worker.
+    xw = f32(rng, 8, 4, 8, 8)
+    Uw, Vw = f32(rng, 32 * 3, 32) / 8, f32(rng, 4 * 3, 32) / 4
+
+    def lowrank_winograd():
+        y, z = fnl.lowrank_conv2d_forward(xw, Uw, Vw, 3, padding=1, _path="fused")
+        d = fnl.lowrank_conv2d_backward(np.cos(y), xw, Uw, Vw, 3, padding=1, intermediate=z, _path="fused")
+        return [y, d["x"], d["U"], d["V"]]
+
+    return [lowrank, dense, lowrank_winograd]
 
 
 def test_concurrent_convolutions_match_sequential(restore_threads):
