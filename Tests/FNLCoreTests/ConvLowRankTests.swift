@@ -31,6 +31,17 @@ final class ConvLowRankTests: XCTestCase {
                 middle: (0..<(ranks.count - 1)).map { rng.array(ranks[$0] * ranks[$0 + 1]) })
     }
 
+    /// Random factors, input, output gradient and bias for `g`, and the float64 direct
+    /// convolution of the composed kernel plus bias.
+    func randomCase(_ g: ConvGeometry, _ ranks: [Int], _ rng: inout ConvRandom)
+        -> (f: Factors, x: [Float], gy: [Float], bias: [Float], yR: [Double]) {
+        let f = factors(g, ranks, &rng)
+        let x = rng.array(g.inputCount), gy = rng.array(g.outputCount), bias = rng.array(g.cOut)
+        var yR = naiveConv(x, f.kernel(g, ranks), g)
+        for i in 0..<yR.count { yR[i] += Double(bias[(i / g.outPlane) % g.cOut]) }
+        return (f, x, gy, bias, yR)
+    }
+
     func run(_ p: LowRankConv.Plan, _ f: Factors, _ x: [Float], _ bias: [Float]?, _ gy: [Float], saved: Bool = false)
         throws -> RunResult {
         let g = p.geometry
@@ -109,17 +120,14 @@ final class ConvLowRankTests: XCTestCase {
                 let g = try ConvGeometry(batch: batch, cIn: 3, height: height, width: width, cOut: 5, kh: kh, kw: kw,
                                          stride: (1, 1), padding: (ph, pw), dilation: (1, 1))
                 for ranks in [[2], [9, 3]] {
-                    let f = factors(g, ranks, &rng)
-                    let x = rng.array(g.inputCount), gy = rng.array(g.outputCount), bias = rng.array(g.cOut)
-                    var yR = naiveConv(x, f.kernel(g, ranks), g)
-                    for i in 0..<yR.count { yR[i] += Double(bias[(i / g.outPlane) % g.cOut]) }
+                    let (f, x, gy, bias, yR) = randomCase(g, ranks, &rng)
                     let workers = 1 + checked % 3, saved = checked % 2 == 0
                     let direct = try LowRankConv.Plan(g, ranks: ranks, path: .fused, workers: workers)
                     let products = try LowRankConv.Plan(g, ranks: ranks, path: .fusedProducts, workers: workers)
                     XCTAssertTrue(direct.usesDirectStages)
                     XCTAssertFalse(products.usesDirectStages)
-                    let a = try run(direct, f, x, bias, gy, saved: saved), b = try run(products, f, x, bias, gy, saved: saved)
-                    assertRunsAgree(a, b, reference: yR, "\(g) ranks \(ranks) workers \(workers) saved \(saved)")
+                    try assertPlansAgree(direct, products, f, x, bias, gy, saved: saved, reference: yR,
+                                         "\(g) ranks \(ranks) workers \(workers) saved \(saved)")
                     checked += 1
                 }
             } }
@@ -143,10 +151,7 @@ final class ConvLowRankTests: XCTestCase {
             let g = try ConvGeometry(batch: batch, cIn: 3, height: height, width: width, cOut: 4, kh: 3, kw: kw,
                                      stride: (1, 1), padding: (ph, pw), dilation: (1, 1))
             for ranks in [[2], [6, 3]] {
-                let f = factors(g, ranks, &rng)
-                let x = rng.array(g.inputCount), gy = rng.array(g.outputCount), bias = rng.array(g.cOut)
-                var yR = naiveConv(x, f.kernel(g, ranks), g)
-                for i in 0..<yR.count { yR[i] += Double(bias[(i / g.outPlane) % g.cOut]) }
+                let (f, x, gy, bias, yR) = randomCase(g, ranks, &rng)
                 let tile = 2 + 2 * (checked % 2), workers = 1 + checked % 3, saved = checked % 4 < 2
                 let chunk = batch == 3 ? 2 : 0
                 let wino = try LowRankConv.Plan(g, ranks: ranks, path: .fused, chunkImages: chunk, workers: workers,
@@ -155,8 +160,8 @@ final class ConvLowRankTests: XCTestCase {
                                                   directWinograd: false)
                 XCTAssertTrue(wino.usesDirectWinograd)
                 XCTAssertFalse(direct.usesDirectWinograd)
-                let a = try run(wino, f, x, bias, gy, saved: saved), b = try run(direct, f, x, bias, gy, saved: saved)
-                assertRunsAgree(a, b, reference: yR, "\(g) ranks \(ranks) workers \(workers) saved \(saved) F(\(tile), 3)")
+                try assertPlansAgree(wino, direct, f, x, bias, gy, saved: saved, reference: yR,
+                                     "\(g) ranks \(ranks) workers \(workers) saved \(saved) F(\(tile), 3)")
                 checked += 1
             }
         } } } }
@@ -190,10 +195,7 @@ final class ConvLowRankTests: XCTestCase {
             let g = try ConvGeometry(batch: batch, cIn: 3, height: height, width: width, cOut: 4, kh: 3, kw: 3,
                                      stride: (1, 1), padding: (padding, 1), dilation: (1, 1))
             for ranks in [[2], [3, 2]] {
-                let f = factors(g, ranks, &rng)
-                let x = rng.array(g.inputCount), gy = rng.array(g.outputCount), bias = rng.array(g.cOut)
-                var yR = naiveConv(x, f.kernel(g, ranks), g)
-                for i in 0..<yR.count { yR[i] += Double(bias[(i / g.outPlane) % g.cOut]) }
+                let (f, x, gy, bias, yR) = randomCase(g, ranks, &rng)
                 for workers in [1, 2] { for tile in [2, 4] {
                     let wino = try LowRankConv.Plan(g, ranks: ranks, path: .fused, workers: workers, winograd: true,
                                                     winogradTile: tile)
@@ -202,8 +204,8 @@ final class ConvLowRankTests: XCTestCase {
                     XCTAssertEqual(wino.winograd?.m, tile)
                     XCTAssertNil(lowered.winograd)
                     let saved = workers == 2
-                    let a = try run(wino, f, x, bias, gy, saved: saved), b = try run(lowered, f, x, bias, gy, saved: saved)
-                    assertRunsAgree(a, b, reference: yR, "\(g) ranks \(ranks) workers \(workers) F(\(tile), 3)")
+                    try assertPlansAgree(wino, lowered, f, x, bias, gy, saved: saved, reference: yR,
+                                         "\(g) ranks \(ranks) workers \(workers) F(\(tile), 3)")
                     checked += 1
                 } }
             }
@@ -212,6 +214,14 @@ final class ConvLowRankTests: XCTestCase {
     }
 
     typealias RunResult = (y: [Float], dx: [Float], du: [Float], dv: [Float], dm: [[Float]], db: [Float])
+
+    /// Plan `a` gives y = the float64 `reference` and the outputs of plan `b` on the same case.
+    func assertPlansAgree(_ a: LowRankConv.Plan, _ b: LowRankConv.Plan, _ f: Factors, _ x: [Float], _ bias: [Float]?,
+                          _ gy: [Float], saved: Bool, reference yR: [Double], _ what: String,
+                          file: StaticString = #filePath, line: UInt = #line) throws {
+        assertRunsAgree(try run(a, f, x, bias, gy, saved: saved), try run(b, f, x, bias, gy, saved: saved),
+                        reference: yR, what, file: file, line: line)
+    }
 
     /// Run `a` gives y = the float64 `reference` and the outputs of run `b`.
     func assertRunsAgree(_ a: RunResult, _ b: RunResult, reference yR: [Double], _ what: String,
