@@ -1,8 +1,10 @@
 /// Winograd F(4, 3) transforms written out (`WinogradHeight` dispatches here when m = 4), in
-/// SIMD8 steps along the row (a last partial step reads and writes only the row's remaining
-/// floats; each step is inlined at both call sites, so that full steps compile to plain
-/// vector loads and stores); rows in the padding read as zeros, output rows past the end are not written. With
-/// the rows d_k = z[4t - ph + k] of tile t (B^T, A^T of `Transform.f43`):
+/// SIMD8 steps along the row, a last partial step reading and writing only the row's
+/// remaining floats. The steps are `@inline(__always)` functions called directly at the full
+/// and the partial site (static ones where they would capture many values): local functions
+/// passed on as closures, or capturing six row pointers, were compiled out of line, and the
+/// transforms then took as long as the products they feed. Rows in the padding read as zeros, output rows past the end are
+/// not written. With the rows d_k = z[4t - ph + k] of tile t (B^T, A^T of `Transform.f43`):
 ///
 ///     Zt_0 = 4 d0 - 5 d2 + d4          Zt_3 = -2 d1 - d2 + 2 d3 + d4
 ///     Zt_1 = -4 d1 - 4 d2 + d3 + d4    Zt_4 = 2 d1 - d2 - 2 d3 + d4
