@@ -842,12 +842,6 @@ struct TransposedArguments {
     let addToSums: Bool
 }
 
-/// Stores (or adds, for later images) one vector of sums.
-@inline(__always)
-func putSums(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>, _ add: Bool) {
-    storeVector(add ? loadVector(p) + v : v, p)
-}
-
 /// Jo = 3 vectors of output channels x Jc = 4 pairs, 12 accumulators.
 @inline(never)
 func gradientT3x4(_ a: TransposedArguments, _ x0: UnsafePointer<Float>, _ x1: UnsafePointer<Float>,
@@ -874,10 +868,10 @@ func gradientT3x4(_ a: TransposedArguments, _ x0: UnsafePointer<Float>, _ x1: Un
         }
     }
     let t = a.sums, t1 = t + gs, t2 = t1 + gs, t3 = t2 + gs
-    putSums(a00, t, a.addToSums); putSums(a10, t + 8, a.addToSums); putSums(a20, t + 16, a.addToSums)
-    putSums(a01, t1, a.addToSums); putSums(a11, t1 + 8, a.addToSums); putSums(a21, t1 + 16, a.addToSums)
-    putSums(a02, t2, a.addToSums); putSums(a12, t2 + 8, a.addToSums); putSums(a22, t2 + 16, a.addToSums)
-    putSums(a03, t3, a.addToSums); putSums(a13, t3 + 8, a.addToSums); putSums(a23, t3 + 16, a.addToSums)
+    addOrStore(a00, t, a.addToSums); addOrStore(a10, t + 8, a.addToSums); addOrStore(a20, t + 16, a.addToSums)
+    addOrStore(a01, t1, a.addToSums); addOrStore(a11, t1 + 8, a.addToSums); addOrStore(a21, t1 + 16, a.addToSums)
+    addOrStore(a02, t2, a.addToSums); addOrStore(a12, t2 + 8, a.addToSums); addOrStore(a22, t2 + 16, a.addToSums)
+    addOrStore(a03, t3, a.addToSums); addOrStore(a13, t3 + 8, a.addToSums); addOrStore(a23, t3 + 16, a.addToSums)
 }
 
 /// Jo = 2 x Jc = 4, 8 accumulators (2 x 6 would fit the registers, but the compiler hoists
@@ -906,10 +900,10 @@ func gradientT2x4(_ a: TransposedArguments, _ x0: UnsafePointer<Float>, _ x1: Un
         }
     }
     let t = a.sums, t1 = t + gs, t2 = t1 + gs, t3 = t2 + gs
-    putSums(a00, t, a.addToSums); putSums(a10, t + 8, a.addToSums)
-    putSums(a01, t1, a.addToSums); putSums(a11, t1 + 8, a.addToSums)
-    putSums(a02, t2, a.addToSums); putSums(a12, t2 + 8, a.addToSums)
-    putSums(a03, t3, a.addToSums); putSums(a13, t3 + 8, a.addToSums)
+    addOrStore(a00, t, a.addToSums); addOrStore(a10, t + 8, a.addToSums)
+    addOrStore(a01, t1, a.addToSums); addOrStore(a11, t1 + 8, a.addToSums)
+    addOrStore(a02, t2, a.addToSums); addOrStore(a12, t2 + 8, a.addToSums)
+    addOrStore(a03, t3, a.addToSums); addOrStore(a13, t3 + 8, a.addToSums)
 }
 
 /// Jo = 1 x Jc = 8, 8 accumulators.
@@ -935,8 +929,8 @@ func gradientT1x8(_ a: TransposedArguments, _ x0: UnsafePointer<Float>, _ x1: Un
         }
     }
     let t = a.sums
-    putSums(a0, t, a.addToSums); putSums(a1, t + gs, a.addToSums); putSums(a2, t + 2 &* gs, a.addToSums); putSums(a3, t + 3 &* gs, a.addToSums)
-    putSums(a4, t + 4 &* gs, a.addToSums); putSums(a5, t + 5 &* gs, a.addToSums); putSums(a6, t + 6 &* gs, a.addToSums); putSums(a7, t + 7 &* gs, a.addToSums)
+    addOrStore(a0, t, a.addToSums); addOrStore(a1, t + gs, a.addToSums); addOrStore(a2, t + 2 &* gs, a.addToSums); addOrStore(a3, t + 3 &* gs, a.addToSums)
+    addOrStore(a4, t + 4 &* gs, a.addToSums); addOrStore(a5, t + 5 &* gs, a.addToSums); addOrStore(a6, t + 6 &* gs, a.addToSums); addOrStore(a7, t + 7 &* gs, a.addToSums)
 }
 
 /// v (+)= to p (8 floats).

@@ -183,7 +183,7 @@ extension LowRankConv {
         try withScratch([intermediate == nil ? d.width.packedCount(outChannels: r, inChannels: g.cIn) : 1,
                          wino == nil ? d.heightAdjoint.packedCount(outChannels: r, inChannels: g.cOut) : 1,
                          d.widthAdjoint.packedCount(outChannels: g.cIn, inChannels: r),
-                         partialsOf * dACount, partialsOf * dBCount,
+                         wino == nil ? partialsOf * dACount : 1, partialsOf * dBCount,
                          max(1, ktCount), max(1, split.workers * ktCount),
                          wino?.packedCount(cOut: g.cOut, rank: r) ?? 1], "the packed stage kernels") { pk in
             let (packedWidth, packedHA, packedWA, dAPartials, dBPartials) = (pk[0], pk[1], pk[2], pk[3], pk[4])
@@ -211,7 +211,6 @@ extension LowRankConv {
                     split.run { w, n0, nb in
                         let (zbuf, dz, scratch) = (s[6 * w], s[6 * w + 1], s[6 * w + 2])
                         let (zt, dyt, wScratch) = (s[6 * w + 3], s[6 * w + 4], s[6 * w + 5])
-                        let dAw = w == 0 ? dA : dAPartials + (w - 1) * dACount
                         let dBw = w == 0 ? dBt : dBPartials + (w - 1) * dBCount
                         let first = n0 == split.images(w).lowerBound
                         let gc = gy + n0 * gImage, xc = x + n0 * xImage
@@ -234,6 +233,7 @@ extension LowRankConv {
                                           dz: dz, dzChannelStride: mid, dzImageStride: zImage, zt: zt, dyt: dyt,
                                           scratch: wScratch)
                         } else {
+                            let dAw = w == 0 ? dA : dAPartials + (w - 1) * dACount
                             d.height.weightGradient(gradOutput: gc, outChannels: g.cOut, outStride: g.outPlane,
                                                     input: z, inChannels: r, inStride: zs, into: dAw, dOutStride: kr,
                                                     dInStride: 1, dTapStride: r, accumulate: !first, images: nb,

@@ -68,16 +68,20 @@ extension LowRankConv {
                     products(images: chunk).scratchCount(inChannels: c, outChannels: c)]
         }
 
-        /// Floats of the packed Kt_xi (all points).
-        func packedCount(cOut: Int, rank r: Int) -> Int {
-            points * products(images: 1).packedCount(outChannels: max(cOut, r), inChannels: max(cOut, r))
+        /// Floats of one point's packed Kt_xi (or its transpose): the packed matrices of point
+        /// xi start xi times this into the buffer.
+        func packedPerPoint(cOut: Int, rank r: Int) -> Int {
+            products(images: 1).packedCount(outChannels: max(cOut, r), inChannels: max(cOut, r))
         }
+
+        /// Floats of the packed Kt_xi (all points).
+        func packedCount(cOut: Int, rank r: Int) -> Int { points * packedPerPoint(cOut: cOut, rank: r) }
 
         /// Packs Kt_xi (or its transpose) of every point for `forward` (or `backward`) from
         /// kt (points x cOut x r, consecutive).
         func pack(_ kt: UnsafePointer<Float>, cOut: Int, rank r: Int, transposed: Bool,
                   into packed: UnsafeMutablePointer<Float>) {
-            let conv = products(images: 1), stride = packedCount(cOut: cOut, rank: r) / points
+            let conv = products(images: 1), stride = packedPerPoint(cOut: cOut, rank: r)
             for xi in 0..<points {
                 let k = kt + xi * cOut * r
                 if transposed {
@@ -97,7 +101,7 @@ extension LowRankConv {
                      y: UnsafeMutablePointer<Float>, zt: UnsafeMutablePointer<Float>, yt: UnsafeMutablePointer<Float>,
                      scratch: UnsafeMutablePointer<Float>) {
             let ld = ld(images: images), conv = products(images: images)
-            let stride = packedCount(cOut: cOut, rank: r) / points
+            let stride = packedPerPoint(cOut: cOut, rank: r)
             transform.inputTransform(z, channels: r, channelStride: channelStride, imageStride: imageStride,
                                      images: images, into: zt, ld: ld)
             for xi in 0..<points {
@@ -117,7 +121,7 @@ extension LowRankConv {
                       zt: UnsafeMutablePointer<Float>, dyt: UnsafeMutablePointer<Float>,
                       scratch: UnsafeMutablePointer<Float>) {
             let ld = ld(images: images), conv = products(images: images)
-            let stride = packedCount(cOut: cOut, rank: r) / points
+            let stride = packedPerPoint(cOut: cOut, rank: r)
             transform.gradOutputTransform(gy, channels: cOut, images: images, into: dyt, ld: ld)
             transform.inputTransform(z, channels: r, channelStride: channelStride, imageStride: imageStride,
                                      images: images, into: zt, ld: ld)
