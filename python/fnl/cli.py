@@ -1,7 +1,7 @@
 """The `fnl` command (console script and ``python -m fnl``).
 
     fnl train    train one model variant (dense, low-rank, overcomplete) with SI/FD options
-    fnl compare  the ablation of Shen et al. (2021) on one dataset: a table and plots
+    fnl compare  the ablation of Khodak et al. (ICLR 2021) on one dataset: a table and plots
     fnl export   collapse a trained factorized/overcomplete model into a plain dense model file
     fnl demo     (when fnl.demo is installed) the matrix-level SI / FD demonstration
 

@@ -1,4 +1,4 @@
-"""`fnl compare`: the ablation of Shen et al. (2021, Table 1 and Section 4) on one dataset.
+"""`fnl compare`: the ablation of Khodak, Tenenholtz, Mackey and Fusi (ICLR 2021, Table 1 and Section 4) on one dataset.
 
 Variants (same model, data, optimizer, schedule and epochs; only factorization, factor
 initialization and decay change):

@@ -9,8 +9,8 @@ A run writes into its output folder
 
 * ``metrics.jsonl``: one JSON object per epoch: epoch, lr, train_loss, train_accuracy,
   test_loss, test_accuracy, seconds (training steps of the epoch), samples_per_s,
-  effective_step (mean over conv layers of lr / ||W||_F^2, the quantity of Fig. 3 of Shen et
-  al. 2021, lr being the last step's), effective_step_base (the same with the base lr: the
+  effective_step (mean over conv layers of lr / ||W||_F^2, the quantity of Fig. 3 of Khodak et
+  al., ICLR 2021, lr being the last step's), effective_step_base (the same with the base lr: the
   schedule's factor removed, so only the norms differ between runs), frobenius (mean ||W||_F over conv layers) and ``layers``: per layer name, kind,
   ranks, ||W||_F, ||W||_* and lr / ||W||_F^2 (factorized layers measured from their factors,
   W = U M V^T never formed);

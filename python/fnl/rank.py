@@ -4,7 +4,7 @@ A linear layer W (m x n) factorized at rank r as U V^T keeps r (m + n) parameter
 m n; a conv kernel (c_out, c_in, kh, kw) in the matrix layout (c_out*kh) x (c_in*kw) keeps
 r (c_out*kh + c_in*kw) instead of c_out*c_in*kh*kw. The *rank-scale* s sets the rank relative
 to the layer: r = max(1, round(s * min(m, n))) for linear layers and
-r = max(1, round(s * c_out * kh)) for convolutions (the rule of Khodak et al., 2021).
+r = max(1, round(s * c_out * kh)) for convolutions (the rule of Khodak et al., ICLR 2021).
 """
 from __future__ import annotations
 

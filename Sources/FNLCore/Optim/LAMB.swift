@@ -1,6 +1,6 @@
 /// LAMB (You et al. 2020, "Large batch optimization for deep learning: training BERT in
-/// 76 minutes", Algorithm 2) and FLAMBe (Shen et al., "Initialization and regularization of
-/// factorized neural layers", 2021, Section 5): the same layer-wise trust-ratio step, only the
+/// 76 minutes", Algorithm 2) and FLAMBe (Khodak, Tenenholtz, Mackey and Fusi, "Initialization and regularization of
+/// factorized neural layers", ICLR 2021, Section 5): the same layer-wise trust-ratio step, only the
 /// decay term differs.
 ///
 /// Per tensor w (a "layer" of the paper is one parameter tensor), at step t >= 1:

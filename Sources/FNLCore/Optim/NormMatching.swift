@@ -4,7 +4,7 @@ import Glibc
 import Darwin
 #endif
 
-/// The norm-matching ablation of Shen et al. 2021 (Figure 3, "no decay (normalized)"):
+/// The norm-matching ablation of Khodak, Tenenholtz, Mackey and Fusi (ICLR 2021, Figure 3, "no decay (normalized)"):
 /// training without decay, but after every step each factorized product is rescaled so that
 /// its Frobenius norm follows a trajectory recorded from a Frobenius-decay run, isolating the
 /// effect of FD on the norm (and so on the effective step size lr / ||W||_F^2).

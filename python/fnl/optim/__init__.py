@@ -3,7 +3,7 @@
     SGD       momentum / Nesterov (PyTorch semantics)
     AdamW     decoupled weight decay (PyTorch semantics), decoupled FD on factor groups
     LAMB      layer-wise trust ratios (You et al. 2020)
-    FLAMBe    LAMB with Frobenius decay on factorized products (Shen et al. 2021)
+    FLAMBe    LAMB with Frobenius decay on factorized products (Khodak et al., ICLR 2021)
 
 Every optimizer takes a model (``named_parameters()``, ``factor_groups()``), a list of Parameters
 or a list of parameter-group dicts, and a per-group decay policy: "weight", "frobenius", "crs",

@@ -29,7 +29,7 @@ class AdamW(Optimizer):
     The decay term D is *decoupled* (not fed through the moments) and scaled by lr as in PyTorch
     (w *= 1 - lr lambda is the same update): lambda w for decay="weight"; for decay="frobenius"
     the factors' D is lambda * grad (1/2)||U M V^T||_F^2 (the paper's "subtract lambda eta times
-    the Frobenius gradients", Shen et al. 2021 Sec. 5) and other tensors keep lambda w; "crs"
+    the Frobenius gradients", Khodak et al., ICLR 2021, Sec. 5) and other tensors keep lambda w; "crs"
     scales lambda by the compression rate on the factors. amsgrad is not supported.
 
     Args: as SGD, plus betas=(beta1, beta2) in [0, 1) and eps > 0. Defaults follow PyTorch

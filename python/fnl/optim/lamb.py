@@ -74,7 +74,7 @@ class LAMB(Optimizer):
 
 
 class FLAMBe(LAMB):
-    """FLAMBe (Shen et al. 2021, Sec. 5): LAMB whose decay term for factorized products is the
+    """FLAMBe (Khodak et al., ICLR 2021, Sec. 5): LAMB whose decay term for factorized products is the
     Frobenius-decay gradient instead of lambda w::
 
         u = m_hat / (sqrt(v_hat) + eps) + lambda * grad_P (1/2)||U M_1..M_d V^T||_F^2   (P = U, V, M_j)

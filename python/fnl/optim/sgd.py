@@ -36,7 +36,7 @@ class SGD(Optimizer):
         check_finite: scan gradients for NaN/inf before each step (ValueError naming the
             parameter; parameters and state are left unchanged).
 
-    Frobenius decay (Shen et al. 2021): the FD gradient of each factorized product is computed
+    Frobenius decay (Khodak et al., ICLR 2021): the FD gradient of each factorized product is computed
     from Gram matrices in the engine at the parameters before the step and enters where weight
     decay would, before momentum.
     """
