@@ -118,6 +118,10 @@ class TrainConfig:
     schedule: "cosine", "step", "constant" (per iteration), warmup: epochs of linear warm-up.
     epochs, batch_size, seed (model init, factor init, batch order, augmentation, dropout).
     max_batches: stop each epoch after this many batches (tiny runs for tests).
+    fold: None for the dataset's own train/test split; k >= 0 for the k-fold split of the
+        data (digits, or an .npz without a test set): the test set is part k % folds of a
+        stratified partition into `folds` parts seeded by k // folds, the rest is the
+        training set. Folds 0..folds-1 test every sample exactly once.
     """
 
     model: str = "resnet20"
@@ -142,6 +146,8 @@ class TrainConfig:
     batch_size: int = 64
     seed: int = 0
     max_batches: Optional[int] = None
+    fold: Optional[int] = None
+    folds: int = 5
 
     # -- derived ----------------------------------------------------------------------------
     @property
@@ -221,6 +227,10 @@ class TrainConfig:
             raise RunError(_err(f"warmup ({self.warmup} epochs) must be shorter than the run ({self.epochs} epochs)"))
         if self.max_batches is not None and (not is_int(self.max_batches) or self.max_batches < 1):
             raise bad("max_batches", "an int >= 1 or None")
+        if self.fold is not None and (not is_int(self.fold) or not 0 <= self.fold <= 2 ** 31):
+            raise bad("fold", "an int >= 0 or None")
+        if not is_int(self.folds) or not 2 <= self.folds <= 100:
+            raise bad("folds", "an int in 2..100")
         if not isinstance(self.augment, (bool, np.bool_)):
             raise bad("augment", "a bool")
         return self
@@ -496,9 +506,10 @@ def _json_line(row: Dict[str, Any]) -> str:
 
 # -- the run ----------------------------------------------------------------------------------
 def _load_data(cfg: TrainConfig) -> Dataset:
+    split = {} if cfg.fold is None else {"fold": cfg.fold, "folds": cfg.folds}
     if cfg.data_path is not None:
-        return load_dataset(cfg.data, path=cfg.data_path)
-    return load_dataset(cfg.data)
+        return load_dataset(cfg.data, path=cfg.data_path, **split)
+    return load_dataset(cfg.data, **split)
 
 
 def _check_fresh_out(out: Path, force: bool) -> None:
